@@ -130,6 +130,13 @@ class ResultsWriter:
         self._atomic_write(table, path)
         return path
 
+    def pack_rows(self, pack: str) -> list[dict[str, Any]]:
+        """The runs rows this pack wrote last ([] if none)."""
+        path = f"{self.root}/runs/{pack}.parquet"
+        if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return []
+        return pq.read_table(path, filesystem=self.fs, schema=RUNS_SCHEMA).to_pylist()
+
     def drop_epochs_after(self, pack: str, epoch: int) -> list[str]:
         """Delete this pack's epochs files that start after `epoch` (left by a dead attempt)."""
         folder = f"{self.root}/epochs/{pack}"

@@ -1,0 +1,142 @@
+"""Command line: train one pack locally, or inspect a results folder.
+
+    python -m initmem train --data ../shared/data/cifar10-jpeg75.npz --width 0.125 --train-subset 2000 \\
+        --eval-subset 1000 --sigma-w 0.5 2.0 --optimizer sgd --epochs 2 --out results/adhoc
+    python -m initmem train --config my_pack.yaml --out results/adhoc     # fields from a YAML/JSON file
+    python -m initmem show results/adhoc                                   # one line per run
+
+Every RunConfig field is a flag (--sigma-w for sigma_w). The per-run fields (sigma_w, seed, lr0,
+l2, weight_decay) take several values; the pack is their full product. Flags override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+from initmem.config import PER_RUN_FIELDS, ConfigError, RunConfig
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _bool(v: str) -> bool:
+    low = v.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{v!r} is not a boolean (true/false)")
+
+
+def build_runs(base: dict, per_run: dict[str, list]) -> list[RunConfig]:
+    """The pack: one RunConfig per element of the product of the per-run value lists."""
+    keys = [k for k in PER_RUN_FIELDS if per_run.get(k)]
+    combos = itertools.product(*(per_run[k] for k in keys)) if keys else [()]
+    return [RunConfig.from_dict({**base, **dict(zip(keys, combo))}) for combo in combos]
+
+
+def _load_file(path: str) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {path!r} does not exist")
+    text = p.read_text()
+    if p.suffix in (".yaml", ".yml"):
+        import yaml
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping of RunConfig fields")
+    return data
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m initmem", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train one pack locally and write Parquet")
+    tr.add_argument("--config", help="YAML or JSON file of RunConfig fields (lists allowed for per-run fields)")
+    for f in dataclasses.fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            tr.add_argument(flag, type=_bool, default=None, metavar="BOOL")
+        elif f.name in PER_RUN_FIELDS:
+            tr.add_argument(flag, type=_TYPES[f.type], nargs="+", default=None, help="one or more values")
+        else:
+            tr.add_argument(flag, type=_TYPES[f.type], default=None)
+    tr.add_argument("--data", help="CIFAR-10 .npz or torchvision folder (else $INITMEM_DATA)")
+    tr.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if missing")
+    tr.add_argument("--out", default="results/adhoc", help="results root (folder or URI); default results/adhoc")
+    tr.add_argument("--checkpoint-dir", help="checkpoint folder (default <out>/checkpoints/<pack_id>); "
+                                             "resumes when it holds a checkpoint")
+    tr.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    sh = sub.add_parser("show", help="print one line per run of a results root")
+    sh.add_argument("results")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from initmem.config import pack_id
+    from initmem.data import load_splits
+    from initmem.train import train_pack
+
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    base = _load_file(args.config) if args.config else {}
+    per_run = {k: (v if isinstance(v, list) else [v]) for k, v in base.items() if k in PER_RUN_FIELDS}
+    base = {k: v for k, v in base.items() if k not in PER_RUN_FIELDS}
+    for name in fields:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name in PER_RUN_FIELDS:
+            per_run[name] = value
+        else:
+            base[name] = value
+    runs = build_runs(base, per_run)  # validates every field before any data is read
+    cfg = runs[0]
+    data = load_splits(cfg.dataset, args.data, cfg.train_subset, cfg.eval_subset, download=args.download)
+    ckpt = args.checkpoint_dir or str(Path(args.out) / "checkpoints" / pack_id(runs)) \
+        if "://" not in args.out else args.checkpoint_dir
+    print(f"pack {pack_id(runs)}: {len(runs)} run(s), data {data.source} "
+          f"({len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test)")
+    start = time.perf_counter()
+    rows = train_pack(runs, data, results=args.out, checkpoint_dir=ckpt, checkpoint_every=args.checkpoint_every)
+    print(f"done in {time.perf_counter() - start:.1f}s; results in {args.out}")
+    _print_rows(rows)
+    return 0
+
+
+def _print_rows(rows: list[dict]) -> None:
+    print(f"{'run_id':16}  {'sigma_w':>7} {'seed':>5} {'lr0':>8} {'status':>13} {'tau_best':>8} {'test_acc':>8}")
+    for r in rows:
+        acc = r.get("test_acc")
+        print(f"{r['run_id']:16}  {r['sigma_w']:7.3g} {r['seed']:5d} {r['lr0']:8.2g} {r['status']:>13} "
+              f"{str(r.get('tau_best')):>8} {'' if acc is None else f'{acc:.4f}':>8}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from initmem.results import read_runs
+    runs = read_runs(args.results)
+    if runs.empty:
+        print(f"no runs under {args.results}")
+        return 1
+    _print_rows(runs.sort_values(["experiment", "optimizer", "batch_size", "sigma_w", "seed"]).to_dict("records"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "show": cmd_show}[args.command](args)
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

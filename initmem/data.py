@@ -1,0 +1,218 @@
+"""CIFAR-10 for packed training: sources, the seed-42 split, device-resident tensors, per-run batches.
+
+    from initmem.data import load_splits
+    splits = load_splits(path="../shared/data/cifar10-jpeg75.npz", train_subset=2000)
+    dev = splits.to("cpu", torch.float32)          # [0,1] floats, held once on the device
+
+Sources, in the order `resolve_data_path` tries them:
+  1. an explicit path: an .npz with x_train/y_train/x_test/y_test (HWC uint8, labels 0-9), or a
+     torchvision CIFAR-10 folder (the one holding `cifar-10-batches-py`);
+  2. the environment variable INITMEM_DATA (same two kinds);
+  3. torchvision's folder under ~/.cache/initmem/cifar10, downloaded when `download=True`.
+`dataset="synthetic"` builds a small learnable set in memory (tests, smoke runs without data).
+
+Split (SPEC Section 3): validation = RandomState(42).permutation(N)[:N // 5] of the training
+images (N = 50,000 gives the paper's 10,000), train = the rest in permutation order. Subsets take
+the first images of each split.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ENV_VAR = "INITMEM_DATA"
+DEFAULT_ROOT = Path.home() / ".cache" / "initmem" / "cifar10"
+NUM_CLASSES = 10
+SYNTHETIC_TRAIN, SYNTHETIC_EVAL = 640, 200  # default sizes of the synthetic set
+
+
+class DataError(ValueError):
+    """The data cannot be found or is not CIFAR-10 shaped; the message says what to pass."""
+
+
+@dataclass
+class Splits:
+    """The three splits as tensors: x (N, 3, 32, 32) uint8 on the CPU, y (N,) int64."""
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    source: str = ""
+
+    def to(self, device: str | torch.device, dtype: torch.dtype = torch.float32) -> "Splits":
+        """Scale pixels to [0, 1] and move everything to the device once (shared by a pack)."""
+        conv = (lambda x: x.to(device=device, dtype=dtype).div_(255.0))
+        return Splits(conv(self.x_train), self.y_train.to(device), conv(self.x_val), self.y_val.to(device),
+                      conv(self.x_test), self.y_test.to(device), self.source)
+
+    def subset(self, train: int = 0, evaluation: int = 0) -> "Splits":
+        t = train or len(self.y_train)
+        v = evaluation or len(self.y_val)
+        s = evaluation or len(self.y_test)
+        if t > len(self.y_train):
+            raise DataError(f"train_subset={train} is larger than the train split ({len(self.y_train)} images)")
+        if v > len(self.y_val) or s > len(self.y_test):
+            raise DataError(f"eval_subset={evaluation} is larger than the validation ({len(self.y_val)}) "
+                            f"or test ({len(self.y_test)}) split")
+        return Splits(self.x_train[:t], self.y_train[:t], self.x_val[:v], self.y_val[:v],
+                      self.x_test[:s], self.y_test[:s], self.source)
+
+
+def resolve_data_path(path: str | os.PathLike | None = None) -> str | None:
+    """The CIFAR-10 location load_splits would use: path, else $INITMEM_DATA, else the cache folder."""
+    if path:
+        return str(path)
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR]
+    if (DEFAULT_ROOT / "cifar-10-batches-py").is_dir():
+        return str(DEFAULT_ROOT)
+    return None
+
+
+def load_splits(dataset: str = "cifar10", path: str | os.PathLike | None = None, train_subset: int = 0,
+                eval_subset: int = 0, download: bool = False) -> Splits:
+    """Load, split and subset a dataset. Raises DataError with a fix when it cannot."""
+    if dataset == "synthetic":
+        return synthetic_splits(train_subset or SYNTHETIC_TRAIN, eval_subset or SYNTHETIC_EVAL)
+    if dataset != "cifar10":
+        raise DataError(f"dataset={dataset!r} is not allowed: 'cifar10' or 'synthetic'")
+    where = resolve_data_path(path)
+    if where is None:
+        if not download:
+            raise DataError(
+                "CIFAR-10 not found. Pass --data PATH (an .npz with x_train/y_train/x_test/y_test, or a "
+                f"torchvision CIFAR-10 folder), set {ENV_VAR}=PATH, or allow a download with --download "
+                f"(into {DEFAULT_ROOT}).")
+        where = str(DEFAULT_ROOT)
+    p = Path(where).expanduser()
+    if p.suffix == ".npz" or p.is_file():
+        arrays = _read_npz(p)
+    else:
+        arrays = _read_torchvision(p, download)
+    return split(*arrays, source=str(p)).subset(train_subset, eval_subset)
+
+
+def split(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+          source: str = "") -> Splits:
+    """HWC uint8 arrays -> Splits with the seed-42 validation hold-out."""
+    n = len(x_train)
+    perm = np.random.RandomState(42).permutation(n)
+    val, train = perm[: n // 5], perm[n // 5:]
+    chw = (lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+    lab = (lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64)))
+    return Splits(chw(x_train[train]), lab(y_train[train]), chw(x_train[val]), lab(y_train[val]),
+                  chw(x_test), lab(y_test), source)
+
+
+def _read_npz(p: Path) -> tuple[np.ndarray, ...]:
+    if not p.exists():
+        raise DataError(f"data file {str(p)!r} does not exist; pass --data with an existing .npz or folder")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            keys = set(f.files)
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in keys]
+            if missing:
+                raise DataError(f"{p}: missing arrays {missing}; an initmem .npz needs x_train, y_train, "
+                                f"x_test, y_test (found {sorted(keys)})")
+            arrays = tuple(f[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    except DataError:
+        raise
+    except Exception as e:  # not a zip, truncated, pickled objects, ...
+        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    _check_arrays(p, *arrays)
+    return arrays
+
+
+def _check_arrays(p: Path, x_train, y_train, x_test, y_test) -> None:
+    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim != 4 or x.shape[1:] != (32, 32, 3):
+            raise DataError(f"{p}: x_{name} has shape {x.shape}; expected (N, 32, 32, 3) HWC images")
+        if x.dtype != np.uint8:
+            raise DataError(f"{p}: x_{name} has dtype {x.dtype}; expected uint8 pixels 0-255")
+        if y.shape != (len(x),):
+            raise DataError(f"{p}: y_{name} has shape {y.shape}; expected ({len(x)},) labels")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{p}: y_{name} has dtype {y.dtype}; expected integer labels")
+        if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
+            raise DataError(f"{p}: y_{name} has labels in [{y.min()}, {y.max()}]; expected 0-{NUM_CLASSES - 1}")
+    if len(x_train) < 10:
+        raise DataError(f"{p}: x_train has {len(x_train)} images; need at least 10 to split off validation")
+
+
+def _read_torchvision(root: Path, download: bool) -> tuple[np.ndarray, ...]:
+    from torchvision.datasets import CIFAR10  # imported lazily: only this source needs it
+    try:
+        tr = CIFAR10(str(root), train=True, download=download)
+        te = CIFAR10(str(root), train=False, download=download)
+    except RuntimeError as e:
+        raise DataError(f"{root}: no torchvision CIFAR-10 here ({e}). Pass --data with an .npz or a folder "
+                        f"holding cifar-10-batches-py, or use --download with internet access.") from None
+    except Exception as e:  # network failures while downloading
+        raise DataError(f"could not download CIFAR-10 into {root} ({type(e).__name__}: {e}); pass --data "
+                        f"with a local .npz or folder, or set {ENV_VAR}.") from None
+    return (np.asarray(tr.data), np.asarray(tr.targets, dtype=np.int64),
+            np.asarray(te.data), np.asarray(te.targets, dtype=np.int64))
+
+
+def synthetic_splits(n_train: int = SYNTHETIC_TRAIN, n_eval: int = SYNTHETIC_EVAL, seed: int = 0) -> Splits:
+    """A learnable CIFAR-shaped set: a fixed random template per class plus pixel noise.
+
+    Deterministic (numpy RandomState), so every process builds the same set.
+    """
+    rng = np.random.RandomState(seed)
+    templates = rng.uniform(0, 255, size=(NUM_CLASSES, 32, 32, 3))
+
+    def make(n: int):
+        y = rng.randint(0, NUM_CLASSES, size=n)
+        x = 0.5 * templates[y] + rng.uniform(0, 127.5, size=(n, 32, 32, 3))
+        return x.clip(0, 255).astype(np.uint8), y.astype(np.int64)
+
+    chw = (lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+    parts = [make(n) for n in (n_train, n_eval, n_eval)]
+    return Splits(*[t for x, y in parts for t in (chw(x), torch.from_numpy(y))], source="synthetic")
+
+
+# --- per-run batches -------------------------------------------------------------------------
+
+def run_generators(seeds, stream: int) -> list[torch.Generator]:
+    """One CPU generator per run for a named stream (0 = init, 1 = data order and augmentation).
+
+    Streams come from numpy's SeedSequence so they are independent for the same seed.
+    """
+    gens = []
+    for s in seeds:
+        g = torch.Generator()
+        g.manual_seed(int(np.random.SeedSequence([int(s), stream]).generate_state(1, np.uint64)[0] >> 1))
+        gens.append(g)
+    return gens
+
+
+def epoch_order(n: int, gens: list[torch.Generator]) -> torch.Tensor:
+    """Each run's shuffled train indices for one epoch: (M, n) int64 on the CPU."""
+    return torch.stack([torch.randperm(n, generator=g) for g in gens])
+
+
+def augment(x: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+    """Random flip (p=0.5), 4-pixel reflect padding, random 32x32 crop; per run, per image.
+
+    x: (M, B, C, H, W) on any device; the random draws come from each run's CPU generator.
+    """
+    m, b, c, h, w = x.shape
+    draws = [(torch.rand(b, generator=g) < 0.5, torch.randint(0, 9, (b, 2), generator=g)) for g in gens]
+    flip = torch.stack([d[0] for d in draws]).to(x.device).view(m * b, 1, 1, 1)
+    off = torch.stack([d[1] for d in draws]).to(x.device).view(m * b, 2)
+    flat = x.reshape(m * b, c, h, w)
+    flat = torch.where(flip, flat.flip(-1), flat)
+    padded = torch.nn.functional.pad(flat, (4, 4, 4, 4), mode="reflect")
+    rows = (off[:, 0:1] + torch.arange(h, device=x.device)).view(m * b, 1, h, 1)
+    cols = (off[:, 1:2] + torch.arange(w, device=x.device)).view(m * b, 1, 1, w)
+    n_idx = torch.arange(m * b, device=x.device).view(m * b, 1, 1, 1)
+    c_idx = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[n_idx, c_idx, rows, cols].view(m, b, c, h, w)
