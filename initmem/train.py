@@ -1,0 +1,352 @@
+"""train_pack: train M runs in lockstep on one device, Keras semantics, exact resume, Parquet out.
+
+    python -m initmem train --help          # the CLI around it (initmem/cli.py)
+
+One pack = runs sharing RunConfig.pack_key. Each run keeps its own generators (init; data order
+and augmentation), its own lr0 / l2 / weight decay, its own history and its own fate: a run whose
+loss turns non-finite is frozen at its last finite state and marked diverged; a run whose val loss
+has not improved for `patience` epochs stops (the schedule of the others is unchanged). Frozen
+runs keep being carried through the forward pass (shapes stay fixed) but never update again.
+
+Order of writes at an epoch boundary (what makes results exactly-once, docs/results.md):
+  1. epochs rows since the last checkpoint -> one Parquet file,
+  2. checkpoint -> checkpoint_dir/state.pt (temp file + rename),
+  3. on_checkpoint(epoch, checkpoint_dir)  (Ray Tune reports it).
+Resume from the checkpoint of epoch k first deletes this pack's epochs files after k.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import initmem
+from initmem import metrics
+from initmem.config import RunConfig, check_pack, pack_id
+from initmem.data import Splits, augment, epoch_order, run_generators
+from initmem.models import build_model
+from initmem.optim import PackedOptimizer, l2_penalty, schedule_factor
+from initmem.results import ResultsWriter
+
+CHECKPOINT_FILE = "state.pt"
+EVAL_BATCH = 1000  # images per inference chunk (per run)
+HISTORY_KEYS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_loss_raw", "val_acc",
+                "test_loss", "test_acc", "lr", "t_sgd", "t_l2", "t_adapt", "w_norm", "kernel_norms",
+                "wall_time")
+
+
+def setup_precision(cfg: RunConfig) -> tuple[torch.dtype, Callable]:
+    """Parameter dtype and an autocast context factory for cfg.precision.
+
+    fp64: float64 everywhere (tests).  fp32: float32, TF32 off.  tf32: float32 storage, TF32
+    matmul/conv on CUDA.  bf16: fp32 master weights, forward under bfloat16 autocast.
+    """
+    dev = torch.device(cfg.device)
+    if dev.type == "cuda":
+        allow = cfg.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.backends.cudnn.allow_tf32 = allow
+    dtype = torch.float64 if cfg.precision == "fp64" else torch.float32
+    if cfg.precision == "bf16":
+        return dtype, (lambda: torch.autocast(dev.type, dtype=torch.bfloat16))
+    return dtype, nullcontext
+
+
+def _kernels(model) -> list[torch.Tensor]:
+    params = dict(model.named_parameters())
+    return [params[n] for n in model.kernel_names]
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, n_runs: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy per run in inference mode; the same images for every run."""
+    model.eval()
+    loss = torch.zeros(n_runs, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(n_runs, dtype=torch.float64, device=x.device)
+    for i in range(0, len(y), EVAL_BATCH):
+        xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+        with autocast():
+            logits = model(xb.unsqueeze(0).expand(n_runs, *xb.shape))
+        logits = logits.to(x.dtype if x.dtype == torch.float64 else torch.float32)
+        ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(n_runs), reduction="none").view(n_runs, -1)
+        loss += ce.sum(1).double()
+        correct += (logits.argmax(-1) == yb).sum(1).double()
+    return loss / len(y), correct / len(y)
+
+
+class PackTrainer:
+    """The state of one pack in training; train_pack() drives it. Kept as a class so that the
+    checkpoint is simply its state_dict."""
+
+    def __init__(self, runs: Sequence[RunConfig], data: Splits):
+        check_pack(runs)
+        self.runs, self.cfg, self.m = list(runs), runs[0], len(runs)
+        self.pack_id = pack_id(runs)
+        self.device = torch.device(self.cfg.device)
+        self.dtype, self.autocast = setup_precision(self.cfg)
+        self.data = data.to(self.device, self.dtype)
+        n = len(self.data.y_train)
+        if n != self.cfg.n_train and not (self.cfg.dataset == "synthetic" and self.cfg.train_subset == 0):
+            raise ValueError(f"data has {n} train images but the config asks for train_subset="
+                             f"{self.cfg.train_subset}; load the data with the same subset")
+        self.n_train = n
+        self.steps_per_epoch = -(-n // self.cfg.batch_size)
+        self.total_steps = self.cfg.epochs * self.steps_per_epoch
+
+        vec = (lambda key: torch.tensor([getattr(r, key) for r in runs], dtype=torch.float64, device=self.device))
+        self.lr0, self.l2, self.wd = vec("lr0"), vec("l2"), vec("weight_decay")
+        self.has_l2 = bool((self.l2 > 0).any())
+        self.model = build_model(self.cfg, self.m, dtype=self.dtype, device=self.device)
+        self.model.init_([r.sigma_w for r in runs], run_generators([r.seed for r in runs], stream=0))
+        self.n_params = self.model.n_params_per_run()
+        self.forward = torch.compile(self.model, mode="reduce-overhead" if self.device.type == "cuda"
+                                     else "default") if self.cfg.compile else self.model
+        self.opt = PackedOptimizer(list(self.model.named_parameters()), self.model.param_kinds,
+                                   self.cfg.optimizer, self.cfg.momentum)
+        self.data_gens = run_generators([r.seed for r in runs], stream=1)
+
+        self.epoch, self.step, self.wall = 0, 0, 0.0
+        self.history: list[dict[str, list]] = [{k: [] for k in HISTORY_KEYS} for _ in runs]
+        self.active = np.ones(self.m, dtype=bool)
+        self.diverged_epoch: list[int | None] = [None] * self.m
+        self.stopped_epoch: list[int | None] = [None] * self.m
+        self.es_best = np.full(self.m, np.inf)  # Keras EarlyStopping: best val loss and wait count
+        self.es_wait = np.zeros(self.m, dtype=np.int64)
+        self.written_epoch = -1  # last epoch already in the Parquet
+
+    # --- one epoch ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _penalty(self) -> torch.Tensor:
+        """Keras L2 penalty per run at the current weights (for reported losses)."""
+        if not self.has_l2:
+            return torch.zeros(self.m, dtype=torch.float64, device=self.device)
+        return l2_penalty(_kernels(self.model), self.l2.to(self.dtype)).double()
+
+    def train_epoch(self) -> tuple[np.ndarray, np.ndarray]:
+        """One pass over each run's shuffled train split. Returns (train_loss, train_acc) per run."""
+        cfg, m, b = self.cfg, self.m, self.cfg.batch_size
+        order = epoch_order(self.n_train, self.data_gens).to(self.device)
+        active = torch.as_tensor(self.active, device=self.device)
+        loss_sum = torch.zeros(m, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(m, dtype=torch.float64, device=self.device)
+        self.model.train()
+        for s in range(self.steps_per_epoch):
+            idx = order[:, s * b:(s + 1) * b]
+            x, y = self.data.x_train[idx], self.data.y_train[idx]        # (M, B, 3, 32, 32), (M, B)
+            if cfg.augment:
+                x = augment(x, self.data_gens)
+            self.model.active = active
+            with self.autocast():
+                logits = self.forward(x)
+            logits = logits.to(self.dtype)
+            ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(m, -1).mean(1)
+            loss = ce + (l2_penalty(_kernels(self.model), self.l2.to(self.dtype))
+                         if self.has_l2 else 0.0)                         # (M,) Keras loss per run
+            self.model.zero_grad(set_to_none=True)
+            loss.sum().backward()                                          # runs share no parameter
+            finite = torch.isfinite(loss.detach())
+            active = active & finite                                       # freeze at the last finite state
+            lr = self.lr0 * schedule_factor(self.step, self.total_steps, cfg.alpha, cfg.schedule)
+            self.opt.step(lr.to(self.dtype), self.wd.to(self.dtype), active)
+            n_b = y.shape[1]
+            loss_sum += torch.where(finite, loss.detach().double(), torch.nan) * n_b
+            correct += (logits.detach().argmax(-1) == y).sum(1).double()
+            self.step += 1
+        self.model.active = None
+        return (loss_sum / self.n_train).cpu().numpy(), (correct / self.n_train).cpu().numpy()
+
+    def record(self, epoch: int, train_loss: np.ndarray, train_acc: np.ndarray, started: float) -> None:
+        """Evaluate val/test, append one history row per run that was active this epoch.
+        `started` is the perf_counter at the start of the epoch: wall time includes evaluation."""
+        d = self.data
+        val_raw, val_acc = evaluate(self.forward, d.x_val, d.y_val, self.m, self.autocast)
+        test_raw, test_acc = evaluate(self.forward, d.x_test, d.y_test, self.m, self.autocast)
+        with torch.no_grad():
+            pen = self._penalty()
+            norms = metrics.kernel_norms(_kernels(self.model))
+        val_raw, val_acc, test_raw, test_acc, pen, norms = (
+            t.cpu().numpy() for t in (val_raw, val_acc, test_raw, test_acc, pen, norms))
+        self.wall += time.perf_counter() - started
+        # Clocks of the shared schedule shape with lr0 = 1, scaled per run: sum eta = lr0 * sum f_k.
+        unit = metrics.clocks([self.step], lr0=1.0, batch_size=1, total_steps=self.total_steps,
+                              alpha=self.cfg.alpha, schedule=self.cfg.schedule, l2=1.0)
+        s1, s2, f = (float(unit[k][0]) for k in ("t_adapt", "t_sgd", "lr"))
+        for i, r in enumerate(self.runs):
+            if not self.active[i]:
+                continue
+            row = {"epoch": epoch, "step": self.step, "train_loss": float(train_loss[i]),
+                   "train_acc": float(train_acc[i]), "val_loss": float(val_raw[i] + pen[i]),
+                   "val_loss_raw": float(val_raw[i]), "val_acc": float(val_acc[i]),
+                   "test_loss": float(test_raw[i] + pen[i]), "test_acc": float(test_acc[i]),
+                   "lr": r.lr0 * f, "t_sgd": float(np.float64(r.lr0) ** 2 * s2 / r.batch_size),
+                   "t_l2": r.l2 * r.lr0 * s1, "t_adapt": r.lr0 * s1, "w_norm": float(metrics.total_norm(norms[i])),
+                   "kernel_norms": [float(v) for v in norms[i]], "wall_time": self.wall}
+            for k, v in row.items():
+                self.history[i][k].append(v)
+
+    def update_fates(self, epoch: int) -> None:
+        """Divergence and Keras EarlyStopping (monitor val_loss, min_delta 0) after an epoch."""
+        for i, r in enumerate(self.runs):
+            if not self.active[i]:
+                continue
+            h = self.history[i]
+            if not np.isfinite(h["train_loss"][-1]):
+                self.diverged_epoch[i], self.active[i] = epoch, False
+                continue
+            if r.patience and epoch >= 1:
+                v = h["val_loss"][-1]
+                if v < self.es_best[i]:
+                    self.es_best[i], self.es_wait[i] = v, 0
+                else:
+                    self.es_wait[i] += 1
+                    if self.es_wait[i] >= r.patience:
+                        self.stopped_epoch[i], self.active[i] = epoch, False
+
+    # --- rows for the Parquet ----------------------------------------------------------------
+    def epoch_rows(self, after: int) -> list[dict]:
+        rows = []
+        for r, h in zip(self.runs, self.history):
+            for j, e in enumerate(h["epoch"]):
+                if e > after:
+                    rows.append({"run_id": r.run_id, **{k: h[k][j] for k in HISTORY_KEYS}})
+        return rows
+
+    def run_rows(self, finished: bool) -> list[dict]:
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        device_name = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu")
+        rows = []
+        for i, r in enumerate(self.runs):
+            h = self.history[i]
+            if self.diverged_epoch[i] is not None:
+                status = "diverged"
+            elif self.stopped_epoch[i] is not None:
+                status = "early_stopped"
+            else:
+                status = "completed" if finished else "running"
+            usable = {k: v[: len(v) - (self.diverged_epoch[i] is not None)] for k, v in h.items()}
+            summary = metrics.summarize(usable) if len(usable["epoch"]) > 1 else {}
+            last = {k: (h[k][-1] if h[k] else None) for k in ("t_sgd", "t_l2", "t_adapt")}
+            rows.append({**r.to_dict(), "run_id": r.run_id, "pack_id": self.pack_id, "status": status,
+                         "epochs_done": h["epoch"][-1] if h["epoch"] else None,
+                         "diverged_epoch": self.diverged_epoch[i], "stopped_epoch": self.stopped_epoch[i],
+                         **summary, **last, "n_params": self.n_params, "wall_time_s": self.wall,
+                         "initmem_version": initmem.__version__, "torch_version": torch.__version__,
+                         "device_name": device_name, "updated_at": now})
+        return rows
+
+    # --- checkpoint ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"pack_id": self.pack_id, "run_ids": [r.run_id for r in self.runs],
+                "epoch": self.epoch, "step": self.step, "wall": self.wall,
+                "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "data_gens": [g.get_state() for g in self.data_gens],
+                "history": self.history, "active": self.active.copy(),
+                "diverged_epoch": list(self.diverged_epoch), "stopped_epoch": list(self.stopped_epoch),
+                "es_best": self.es_best.copy(), "es_wait": self.es_wait.copy(),
+                "written_epoch": self.written_epoch}
+
+    def load_state_dict(self, s: dict) -> None:
+        if s["run_ids"] != [r.run_id for r in self.runs]:
+            raise ValueError(f"the checkpoint holds pack {s['pack_id']} (runs {s['run_ids']}), "
+                             f"not this pack {self.pack_id}; use another checkpoint_dir")
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        for g, st in zip(self.data_gens, s["data_gens"]):
+            g.set_state(st)
+        self.epoch, self.step, self.wall = s["epoch"], s["step"], s["wall"]
+        self.history, self.active = s["history"], s["active"].copy()
+        self.diverged_epoch, self.stopped_epoch = list(s["diverged_epoch"]), list(s["stopped_epoch"])
+        self.es_best, self.es_wait = s["es_best"].copy(), s["es_wait"].copy()
+        self.written_epoch = s["written_epoch"]
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{CHECKPOINT_FILE}.tmp-{os.getpid()}"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, folder / CHECKPOINT_FILE)  # atomic: a reader sees the old or the new file
+
+
+def _fmt(values: np.ndarray) -> str:
+    return " ".join(f"{v:.3f}" for v in values)
+
+
+def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWriter | None = None,
+               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
+               on_checkpoint: Callable[[int, Path], None] | None = None,
+               log: Callable[[str], None] | None = print,
+               stop_after_epoch: int | None = None) -> list[dict]:
+    """Train one pack to the end (or to stop_after_epoch); return its runs-table rows.
+
+    results: a results root (path/URI) or a ResultsWriter; None keeps everything in memory.
+    checkpoint_dir: resumed from when it holds a checkpoint; written every `checkpoint_every`
+    epochs and at the end. stop_after_epoch: return after that epoch (rows say status=running).
+    """
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} is not allowed: an integer >= 1")
+    log = log or (lambda _msg: None)
+    writer = ResultsWriter(results) if isinstance(results, (str, os.PathLike)) else results
+    if writer is not None:
+        done = writer.pack_rows(pack_id(runs))
+        if done and all(r["status"] != "running" for r in done):
+            log(f"[{pack_id(runs)}] already finished in {writer.root_uri}: not retrained")
+            return done
+    t = PackTrainer(runs, data)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    if ckpt_dir is not None and (ckpt_dir / CHECKPOINT_FILE).exists():
+        t.load_state_dict(torch.load(ckpt_dir / CHECKPOINT_FILE, map_location=t.device, weights_only=False))
+        log(f"[{t.pack_id}] resumed at epoch {t.epoch} from {ckpt_dir}")
+    if writer is not None:
+        dropped = writer.drop_epochs_after(t.pack_id, t.written_epoch)  # leftovers of a dead attempt
+        if dropped:
+            log(f"[{t.pack_id}] removed {len(dropped)} epochs file(s) written after the checkpoint")
+        if t.written_epoch < 0:
+            writer.write_runs(t.pack_id, t.run_rows(finished=False))
+
+    def checkpoint() -> None:
+        if writer is not None:
+            writer.write_epochs(t.pack_id, t.epoch_rows(after=t.written_epoch))
+        t.written_epoch = t.epoch
+        if ckpt_dir is not None:
+            t.save(ckpt_dir)
+        if on_checkpoint is not None:
+            on_checkpoint(t.epoch, ckpt_dir)
+
+    cfg = t.cfg
+    if t.epoch == 0 and not t.history[0]["epoch"]:
+        start = time.perf_counter()
+        loss0, acc0 = evaluate(t.forward, t.data.x_train, t.data.y_train, t.m, t.autocast)  # before any update
+        t.record(0, loss0.cpu().numpy() + t._penalty().cpu().numpy(), acc0.cpu().numpy(), start)
+        log(f"[{t.pack_id}] {t.m} run(s) {cfg.arch} x{cfg.width:g} {cfg.norm} {cfg.optimizer} b={cfg.batch_size} "
+            f"{cfg.epochs} ep, {t.n_params:,} params/run, {cfg.device} {cfg.precision}; "
+            f"epoch 0 val_acc {_fmt(np.array([h['val_acc'][0] for h in t.history]))}")
+
+    while t.epoch < cfg.epochs and t.active.any():
+        if stop_after_epoch is not None and t.epoch >= stop_after_epoch:
+            break
+        start = time.perf_counter()
+        train_loss, train_acc = t.train_epoch()
+        t.epoch += 1
+        t.record(t.epoch, train_loss, train_acc, start)
+        t.update_fates(t.epoch)
+        last = t.epoch == cfg.epochs or not t.active.any()
+        val = np.array([h["val_acc"][-1] if h["epoch"] and h["epoch"][-1] == t.epoch else np.nan
+                        for h in t.history])
+        log(f"[{t.pack_id}] epoch {t.epoch}/{cfg.epochs} {time.perf_counter() - start:.1f}s "
+            f"train_loss {_fmt(train_loss)} val_acc {_fmt(val)} active {int(t.active.sum())}/{t.m}")
+        if last or t.epoch % checkpoint_every == 0 or t.epoch == stop_after_epoch:
+            checkpoint()
+
+    finished = t.epoch == cfg.epochs or not t.active.any()
+    rows = t.run_rows(finished=finished)
+    if writer is not None:
+        writer.write_runs(t.pack_id, rows)
+    return rows
