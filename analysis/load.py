@@ -1,0 +1,156 @@
+"""Parquet results -> the two DataFrames every analysis function takes (the I/O edge of analysis/).
+
+    python -m analysis.load RESULTS [RESULTS ...]        # print what is there: runs per experiment/status
+
+    from analysis.load import load
+    runs, epochs = load("results/main_grid")                           # local folder or URI
+    runs, epochs = load(["results/main_grid", "results/lr_l2"],        # several experiments at once
+                        filters=[("optimizer", "in", ["sgd", "adam"])])
+
+`runs` is the contract's runs table (docs/results.md) plus two integer keys:
+    run        row number of the run in `runs` (0..n-1): the join key of `epochs`
+    procedure  id of the run's procedure: every config column except sigma_w, seed and the
+               execution fields (device, channels_last, compile); `experiment` is kept, so the
+               same recipe measured in two experiments (on two sigma grids) is two procedures.
+`epochs` is the contract's epochs table without `kernel_norms` (ask for it with
+`epoch_columns=`), plus the integer `run`. It was joined to `runs` on run_id per results root,
+so two roots holding the same run_id stay apart. Config columns are put onto epoch rows with
+`attach(epochs, runs, columns)`, a positional take (no hash join over millions of rows).
+
+Accuracies stay fractions here; tables and figures convert to percentage points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from initmem.config import RunConfig
+from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs
+
+CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
+# Not part of a procedure: the two swept axes, and where/how fast a run was computed.
+NOT_PROCEDURE = ("sigma_w", "seed", "device", "channels_last", "compile")
+PROCEDURE_COLUMNS = [c for c in CONFIG_COLUMNS if c not in NOT_PROCEDURE]
+# Every epochs column but the per-kernel list (about half the bytes, unused by the report).
+DEFAULT_EPOCH_COLUMNS = [f.name for f in EPOCHS_SCHEMA if f.name != "kernel_norms"]
+
+
+def procedure_columns(df: pd.DataFrame) -> list[str]:
+    """The procedure columns present in `df`, in RunConfig order."""
+    return [c for c in PROCEDURE_COLUMNS if c in df.columns]
+
+
+def add_procedure(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with an integer `procedure` column (ids in sorted order of the procedure columns)."""
+    cols = procedure_columns(runs)
+    out = runs.copy()
+    if len(out) == 0:
+        out["procedure"] = pd.Series([], dtype=np.int64)
+        return out
+    out["procedure"] = out.groupby(cols, sort=True, dropna=False).ngroup().to_numpy(np.int64)
+    return out
+
+
+def procedures(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per procedure: `procedure` and its config columns (needs add_procedure first)."""
+    cols = ["procedure"] + procedure_columns(runs)
+    return runs[cols].drop_duplicates("procedure").sort_values("procedure").reset_index(drop=True)
+
+
+def attach(epochs: pd.DataFrame, runs: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """`epochs` with run-level `columns` (config, procedure, summaries) added by the `run` key:
+    an array lookup, not a hash join (subsets of runs and epochs from load() are fine)."""
+    out = epochs.copy()
+    keys = runs["run"].to_numpy(np.int64)
+    pos = np.full(int(keys.max()) + 1 if len(keys) else 0, -1, dtype=np.int64)
+    pos[keys] = np.arange(len(keys))
+    er = epochs["run"].to_numpy(np.int64)
+    idx = pos[er] if len(pos) and (er.max(initial=-1) < len(pos)) else np.full(len(er), -1)
+    if len(idx) and (idx < 0).any():
+        raise ValueError(f"{int((idx < 0).sum())} epoch rows belong to runs that are not in `runs`")
+    for c in columns:
+        col = runs[c]
+        out[c] = col.to_numpy()[idx] if not isinstance(col.dtype, pd.CategoricalDtype) \
+            else pd.Categorical.from_codes(col.cat.codes.to_numpy()[idx], dtype=col.dtype)
+    return out
+
+
+def _one_root(root: str, filters, epoch_columns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    runs = read_runs(root, filters)
+    cols = list(dict.fromkeys(["run_id", "epoch", *epoch_columns]))
+    efilt = None
+    if filters:
+        ids = runs["run_id"].tolist()
+        efilt = [("run_id", "in", ids)] if ids else [("run_id", "==", "")]
+    # uniqueness is checked below on integer keys (cheaper than the reader's check on strings)
+    epochs = read_epochs(root, filters=efilt, columns=cols, check_unique=False)
+    return runs, epochs
+
+
+def _run_index(epoch_ids: pd.Series, run_ids: pd.Series) -> np.ndarray:
+    """Position of each epoch row's run_id in `run_ids` (-1 if absent): an Arrow hash lookup."""
+    arr = pa.array(epoch_ids.to_numpy(dtype=object)) if not hasattr(epoch_ids.array, "_pa_array") \
+        else epoch_ids.array._pa_array
+    pos = pc.index_in(arr, value_set=pa.array(run_ids.astype(object).tolist(), type=pa.string()))
+    return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def load(roots: str | Sequence[str], filters: list | None = None,
+         epoch_columns: Sequence[str] = DEFAULT_EPOCH_COLUMNS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read one or more results roots -> (runs, epochs) with `run` and `procedure` keys.
+
+    `filters` are pyarrow DNF filters on runs columns, e.g. [("experiment", "==", "main_grid")];
+    the epochs are restricted to the selected runs. Epoch rows of run_ids missing from the runs
+    table (a pack that wrote epochs but no runs file yet) are dropped. Raises ResultsError if a
+    (run_id, epoch) appears twice in one root.
+    """
+    roots = [roots] if isinstance(roots, str) else list(roots)
+    all_runs, all_epochs, offset = [], [], 0
+    for root in roots:
+        runs, epochs = _one_root(root, filters, epoch_columns)
+        runs = runs.reset_index(drop=True)
+        if runs["run_id"].duplicated().any():
+            dup = runs.loc[runs["run_id"].duplicated(), "run_id"].head(5).tolist()
+            raise ResultsError(f"run_id appears twice in the runs table of {root}: {dup}")
+        runs["run"] = np.arange(offset, offset + len(runs), dtype=np.int64)
+        pos = _run_index(epochs["run_id"], runs["run_id"]) if len(epochs) else np.zeros(0, np.int64)
+        keep = pos >= 0
+        if not keep.all():
+            epochs = epochs.loc[keep].reset_index(drop=True)
+            pos = pos[keep]
+        epochs["run"] = pos + offset
+        epochs["epoch"] = epochs["epoch"].to_numpy(np.int32)  # never null: plain int32, not Int32
+        key = epochs["run"].to_numpy() * 1_000_000 + epochs["epoch"].to_numpy(np.int64)
+        if len(key) != len(np.unique(key)):
+            raise ResultsError(f"duplicated (run_id, epoch) rows under {root}")
+        all_runs.append(runs)
+        all_epochs.append(epochs)
+        offset += len(runs)
+    runs = pd.concat(all_runs, ignore_index=True) if len(all_runs) > 1 else all_runs[0]
+    epochs = pd.concat(all_epochs, ignore_index=True) if len(all_epochs) > 1 else all_epochs[0]
+    runs = add_procedure(runs)
+    order = np.lexsort((epochs["epoch"].to_numpy(np.int64), epochs["run"].to_numpy()))
+    if not (order == np.arange(len(order))).all():
+        epochs = epochs.take(order).reset_index(drop=True)
+    return runs, epochs
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m analysis.load", description=__doc__.splitlines()[0])
+    ap.add_argument("roots", nargs="+", help="results root(s): local folder or URI")
+    args = ap.parse_args(argv)
+    runs, epochs = load(args.roots)
+    print(f"{len(runs)} runs, {len(epochs)} epoch rows, {runs['procedure'].nunique()} procedures")
+    if len(runs):
+        print(runs.groupby(["experiment", "status"]).size().rename("runs").to_string())
+
+
+if __name__ == "__main__":
+    main()

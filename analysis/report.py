@@ -1,0 +1,543 @@
+"""One self-contained HTML report (works offline) from one or more results roots.
+
+    python -m analysis.report RESULTS [RESULTS ...] -o report.html [--n-boot 1000] [--no-linear-model]
+
+A section per experiment present in the data (runs.experiment: main_grid, long_sgd, lr_l2,
+norm_aug, best_recipe, depth; any other name gets a generic section), each with its tables
+(laid out like the paper's Tables 2-7), figures (Figures 1-8), and a paragraph that reads the
+numbers; then the forgetting-clock table (each procedure's T_SGD, T_L2, T_adapt at its final epoch
+beside its spread) and the Appendix G linear model (Figure 9). plotly.js is written once in the
+head; every figure is a div that uses it, so the file needs no network.
+
+`build_report(runs, epochs)` is pure (frames in, HTML string out); `main` is the file edge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import html
+import sys
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.figures import (OPT_NAME, fig_beta, fig_heatmaps, fig_linear_model, fig_repair_map, fig_vs_sigma,
+                              labels, value_name)
+from analysis.load import attach, procedure_columns, procedures
+from analysis.memory import (INTERP_PP, PP, checkpoint_table, clock_table, delta_table, sigma_stats, sigma_table,
+                             spread, tau_table, varying)
+from analysis.sensitivity import CLOCK_LABEL, CLOCK_SHORT, CLOCKS, beta_t, collapse_score, family_columns, with_clock
+
+KNOWN = ("main_grid", "long_sgd", "lr_l2", "norm_aug", "best_recipe", "depth")
+TITLES = {"main_grid": "Main grid: optimizer x batch size x sigma_w (Figures 1-3, 6; Tables 2-3)",
+          "long_sgd": "Long SGD: constant lr for many epochs",
+          "lr_l2": "Learning rate x L2 for SGD (Figure 4, Table 4)",
+          "norm_aug": "Normalisation and augmentation (Figure 8, Table 6)",
+          "best_recipe": "Best recipe: standard SGD vs Adam (Table 7)",
+          "depth": "Depth: ResNet-56 / ResNet-110 / R9-AvgPool (Figures 5, 7; Table 5)"}
+# display order of procedure columns in tables and labels
+ORDER = ["experiment", "arch", "norm", "augment", "optimizer", "batch_size", "lr0", "l2", "weight_decay",
+         "momentum", "schedule", "epochs", "alpha", "patience", "precision", "dataset", "train_subset",
+         "eval_subset", "width"]
+
+
+# ----------------------------------------------------------------------------- analysis state
+@dataclasses.dataclass
+class Analysis:
+    """Everything computed once over all experiments (pure results of the analysis modules)."""
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    procs: pd.DataFrame            # one row per procedure
+    spreads: pd.DataFrame          # spread per procedure (pp) with bootstrap interval
+    beta: pd.DataFrame             # beta(t) per procedure and epoch, with clocks and procedure columns
+    n_boot: int
+    timings: dict
+
+
+def analyse(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Analysis:
+    t0 = time.perf_counter()
+    timings = {}
+    procs = procedures(runs)
+    pcols = procedure_columns(runs)
+    spreads = spread(runs, by=["procedure"], n_boot=n_boot, seed=seed).merge(procs, on="procedure")
+    timings["spread"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    frame = attach(epochs[["run", "epoch", "val_acc", *[c for c in CLOCKS if c in epochs]]], runs,
+                   ["procedure", "sigma_w"])
+    beta = beta_t(frame, by=["procedure"])
+    beta = with_clock(beta.merge(procs[["procedure", *pcols]], on="procedure"))
+    timings["beta"] = time.perf_counter() - t1
+    return Analysis(runs, epochs, procs, spreads, beta, n_boot, timings)
+
+
+# ----------------------------------------------------------------------------- formatting
+def _order(cols: Sequence[str]) -> list[str]:
+    return sorted(cols, key=lambda c: ORDER.index(c) if c in ORDER else len(ORDER))
+
+
+def _num(v, digits: int = 1, sig: bool = False) -> str:
+    """Fixed `digits` decimals, or 3 significant digits (clocks, scores) with sig=True."""
+    if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and not np.isfinite(v)):
+        return "\u2014"
+    if isinstance(v, (int, np.integer)):
+        return str(v)
+    return f"{float(v):.3g}" if sig else f"{float(v):.{digits}f}"
+
+
+SIG_COLUMNS = ("t_sgd", "t_l2", "t_adapt", "T", "s_clock", "s_epoch", "score", "D_start", "D_end", "a_end", "b_end",
+               "lr0", "l2", "lr", "weight_decay")
+
+
+def fmt_table(df: pd.DataFrame, digits: int = 1, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """Strings for display: 'X' with 'X sd' -> 'm ± s'; mem/spread with lo, hi -> 'm [lo, hi]';
+    config values -> short names. The numbers stay in the frame the table functions return."""
+    out = pd.DataFrame(index=df.index)
+    cols = list(df.columns)
+    skip = set()
+    for c in cols:
+        if c in skip:
+            continue
+        if c in ORDER or c in keep:
+            out[c] = [value_name(c, v) if c == "augment" else value_name(c, v).split("=")[-1] for v in df[c]]
+        elif f"{c} sd" in cols:
+            out[c] = [f"{_num(m, digits)} \u00b1 {_num(s, digits)}" if pd.notna(s) and pd.notna(m) else _num(m, digits)
+                      for m, s in zip(df[c], df[f"{c} sd"])]
+            skip.add(f"{c} sd")
+        elif c in ("mem", "spread") and "lo" in cols and "hi" in cols:
+            out[f"{c} [CI]"] = [f"{_num(m, digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
+                                for m, lo, hi in zip(df[c], df["lo"], df["hi"])]
+            skip |= {"lo", "hi"}
+        elif pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
+            out[c] = [_num(v, digits, sig=c in SIG_COLUMNS) for v in df[c]]
+        else:
+            out[c] = df[c].astype(str)
+    return out
+
+
+def table_html(df: pd.DataFrame, caption: str = "", digits: int = 1) -> str:
+    body = fmt_table(df.reset_index(drop=True), digits).to_html(index=False, escape=True, border=0,
+                                                                 classes="tbl", na_rep="\u2014")
+    cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
+    return f"<div class='tblwrap'>{cap}{body}</div>"
+
+
+class Figures:
+    """Collects figure HTML; plotly.js is not included (written once in the page head)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def html(self, fig, caption: str = "") -> str:
+        self.n += 1
+        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{self.n}",
+                          config={"displaylogo": False, "responsive": True})
+        cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
+        return f"<div class='fig'>{div}{cap}</div>"
+
+
+def _p(text: str) -> str:
+    return f"<p class='reading'>{html.escape(text)}</p>"
+
+
+def _opt(o: str) -> str:
+    return OPT_NAME.get(o, o)
+
+
+def _pp(v: float) -> str:
+    return f"{v:.1f} pp"
+
+
+# ----------------------------------------------------------------------------- shared pieces
+def _mem_lookup(sp: pd.DataFrame, **where) -> pd.Series:
+    m = np.ones(len(sp), dtype=bool)
+    for k, v in where.items():
+        m &= (sp[k] == v).to_numpy()
+    return sp.loc[m]
+
+
+def _collapse_block(A: Analysis, beta: pd.DataFrame, figs: Figures, pcols: list[str]) -> tuple[list[str], pd.DataFrame]:
+    """Figure 6 panels and the collapse table for the procedures in `beta`."""
+    out = []
+    vary = varying(beta, pcols)
+    color = [c for c in vary if c != "batch_size"] or ["optimizer"]
+    out.append(figs.html(fig_beta(beta, x="epoch", color=color, facet="batch_size" if "batch_size" in vary else None,
+                                  title="|beta(t)| against epoch"),
+                         "OLS slope of val accuracy on sigma_w at each epoch, over all (sigma, seed) runs of a "
+                         "procedure (fraction per unit sigma_w)."))
+    clocked = beta[beta["T"] > 0].assign(_clock=lambda d: d["clock"].map(CLOCK_LABEL))
+    if len(clocked):
+        out.append(figs.html(fig_beta(clocked, x="T", color=_order(set(color) | ({"batch_size"} & set(vary)))
+                                      or ["optimizer"], facet="_clock", log_x=True, xlabel="own clock T",
+                                      title="|beta| against each optimizer's own clock"),
+                             "T_SGD for sgd and sgd_momentum without L2, T_L2 for sgd with L2, T_adapt for the "
+                             "Adam family (Muon included). Curves of one recipe at different batch sizes should "
+                             "coincide here if the clock is the right unit of forgetting."))
+    sc = pd.DataFrame()
+    if "batch_size" in vary:
+        fam = family_columns(beta, pcols)
+        sc = collapse_score(beta, fam)
+        sc = sc[sc["n_curves"] >= 2]
+        if len(sc):
+            show = _order(varying(sc, fam)) + ["clock", "n_curves", "s_clock", "s_epoch", "score", "mode"]
+            out.append(table_html(sc[show], "Collapse score: std of log10|beta| across batch sizes at matched "
+                                  "clock values (s_clock) over the same at matched epochs (s_epoch), decades; "
+                                  "score < 1: the curves align better on the clock than on epochs.", digits=3))
+    return out, sc
+
+
+def _collapse_sentence(sc: pd.DataFrame) -> str:
+    if sc is None or not len(sc) or "optimizer" not in sc:
+        return ""
+    parts = []
+    for _, r in sc.dropna(subset=["score"]).iterrows():
+        verdict = "aligns better on" if r["score"] < 1 else "does not align better on"
+        parts.append(f"{_opt(r['optimizer'])} scores {r['score']:.2f} on {CLOCK_SHORT[r['clock']]} "
+                     f"({verdict} its clock than on epochs)")
+    return ("Collapse of |beta| across batch sizes: " + "; ".join(parts) + ".") if parts else ""
+
+
+def _generic(A: Analysis, runs: pd.DataFrame, beta: pd.DataFrame, sp: pd.DataFrame, figs: Figures,
+             pcols: list[str]) -> tuple[list[str], pd.DataFrame]:
+    """Spread table, accuracy vs sigma, beta figures: any experiment."""
+    vary = _order(varying(runs, pcols))
+    blocks = []
+    show = vary + ["mem", "lo", "hi", "n_sigma", "n_runs", "min_seeds", "mean_max", "mean_min"]
+    blocks.append(table_html(sp.sort_values(vary or ["mem"])[show],
+                             f"Spread Mem = max_sigma - min_sigma of the seed-mean test accuracy at tau_best (pp), "
+                             f"{A.n_boot}-replicate seed bootstrap 95% interval; mean_max / mean_min in pp."))
+    st = sigma_stats(runs, vary, "test_acc")
+    facet = "batch_size" if "batch_size" in vary and len(vary) > 1 else None
+    color = [c for c in vary if c != facet] or None
+    blocks.append(figs.html(fig_vs_sigma(st, color=color, facet=facet, title="Test accuracy at tau_best vs sigma_w",
+                                         ylabel="test acc (pp)"), "Mean over seeds; band: 10th-90th percentile."))
+    cb, sc = _collapse_block(A, beta, figs, pcols)
+    return blocks + cb, sc
+
+
+# ----------------------------------------------------------------------------- sections
+def section_main_grid(A, runs, epochs, beta, sp, figs, pcols):
+    by = _order(varying(runs, pcols)) or ["optimizer"]
+    fac = "batch_size" if "batch_size" in by else None
+    col = [c for c in by if c != fac] or None
+    blocks = []
+    # reading
+    bs = sorted(sp["batch_size"].unique()) if "batch_size" in sp else []
+    bref = 128 if 128 in bs else (bs[-1] if bs else None)
+    text = []
+    at = sp[sp["batch_size"] == bref] if bref is not None else sp
+    order = [o for o in OPT_NAME if o in set(at.get("optimizer", []))]
+    if order:
+        first, *rest = order
+        r0 = at[at["optimizer"] == first].iloc[0]
+        s = (f"At b={bref}, {_opt(first)} keeps {_pp(r0['mem'])} of memory (95% CI {r0['lo']:.1f}-{r0['hi']:.1f}; "
+             f"{r0['mean_max']:.1f}% at sigma {r0['sigma_max']:g} vs {r0['mean_min']:.1f}% at sigma {r0['sigma_min']:g})")
+        s += "".join(f"; {_opt(o)} {_pp(at[at['optimizer'] == o]['mem'].iloc[0])}" for o in rest) + "."
+        text.append(s)
+    if len(bs) > 1:
+        for o in order[:1] + [o for o in order if o == "adam"]:
+            so = sp[sp["optimizer"] == o].sort_values("batch_size")
+            text.append(f"Across batch sizes {_opt(o)}'s spread runs from {_pp(so['mem'].iloc[0])} (b={so['batch_size'].iloc[0]}) "
+                        f"to {_pp(so['mem'].iloc[-1])} (b={so['batch_size'].iloc[-1]}).")
+    cells = sigma_stats(runs, by, "test_acc")[by + ["sigma_w", "mean"]].rename(columns={"mean": "test"})
+    tr = sigma_stats(runs, by, "train_acc_best")[by + ["sigma_w", "mean"]].rename(columns={"mean": "train"})
+    cells = cells.merge(tr, on=by + ["sigma_w"], how="left")
+    n_bad = int((cells["train"] < INTERP_PP).sum())
+    text.append(f"{n_bad} of {len(cells)} (configuration, sigma) cells did not reach {INTERP_PP}% mean train "
+                f"accuracy at tau_best.")
+    # spread pivot
+    if fac and col:
+        pv = sp.assign(cell=[f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in zip(sp["mem"], sp["lo"], sp["hi"])])
+        pv = pv.assign(row=labels(pv, col).to_numpy()).pivot_table(index="row", columns="batch_size", values="cell",
+                                                                     aggfunc="first")
+        pv.columns = [f"b={c}" for c in pv.columns]
+        blocks.append(f"<div class='tblwrap'><p class='cap'>Spread (pp) [95% seed-bootstrap interval] per "
+                      f"optimizer and batch size.</p>{pv.reset_index().rename(columns={'row': ''}).to_html(index=False, border=0, classes='tbl')}</div>")
+    else:
+        blocks.append(table_html(sp[by + ["mem", "lo", "hi", "n_sigma", "n_runs"]], "Spread (pp)."))
+    st = sigma_stats(runs, by, "test_acc")
+    blocks.append(figs.html(fig_vs_sigma(st, col, fac, "Figure 1a: test accuracy at tau_best vs sigma_w", "test acc (pp)"),
+                            "Mean over seeds; band: 10th-90th percentile."))
+    blocks.append(figs.html(fig_vs_sigma(sigma_stats(runs, by, "train_acc_final"), col, fac,
+                                         "Figure 1b: train accuracy at the last epoch vs sigma_w", "train acc (pp)")))
+    wn = sigma_stats(runs, by, "w_norm_best", scale=1.0)
+    w0 = sigma_stats(runs, by, "w_norm_init", scale=1.0)
+    blocks.append(figs.html(fig_vs_sigma(wn, col, fac, "Figure 1c: kernel norm ||W||_F at tau_best vs sigma_w",
+                                         "||W||_F", ref=w0, ref_name="initial ||W||_F"),
+                            "Dashed: the norm at initialisation. Radial memory: the selected norm tracks the initial one."))
+    if fac and col:
+        blocks.append(figs.html(fig_heatmaps(cells.assign(_row=labels(cells, col).to_numpy()), facet=fac, row="_row",
+                                             title="Figure 2: mean test accuracy at tau_best (pp)"),
+                                f"x: mean train accuracy at tau_best below {INTERP_PP}%."))
+    blocks.append(figs.html(fig_vs_sigma(sigma_stats(runs, by, "tau_interp", scale=1.0), col, fac,
+                                         "Figure 3a: interpolation epoch tau_interp vs sigma_w", "epochs"),
+                            "Runs that never reach 99.5% train accuracy are left out of the mean."))
+    blocks.append(figs.html(fig_vs_sigma(sigma_stats(runs, by, "repair_gap"), col, fac,
+                                         "Figure 3b: repair gap val acc(tau_best) - val acc(tau_interp) vs sigma_w",
+                                         "repair gap (pp)")))
+    ck = checkpoint_table(runs, epochs, by)
+    blocks.append(table_html(ck, "Tables 2-3: validation accuracy (pp) at tau_interp, tau_best and the last epoch, "
+                                 "and the repair gap, mean \u00b1 sd over seeds, at the extreme sigmas; "
+                                 "'interpolated' = fraction of runs with a tau_interp."))
+    cb, sc = _collapse_block(A, beta, figs, pcols)
+    s = _collapse_sentence(sc)
+    if s:
+        text.append(s)
+    return [_p(" ".join(text))] + blocks + cb
+
+
+def section_long_sgd(A, runs, epochs, beta, sp, figs, pcols):
+    blocks, sc = _generic(A, runs, beta, sp, figs, pcols)
+    text = []
+    for _, r in sp.sort_values("batch_size").iterrows():
+        s = (f"After {r['epochs']} epochs at {r['schedule']} lr {r['lr0']:g}, SGD at b={r['batch_size']} keeps "
+             f"{_pp(r['mem'])} (T_SGD = {_clock_of(A, r['procedure'], 't_sgd'):.3g})")
+        main = A.spreads[(A.spreads["experiment"] == "main_grid") & (A.spreads["optimizer"] == r["optimizer"])
+                         & (A.spreads["batch_size"] == r["batch_size"])]
+        if len(main):
+            m = main.iloc[0]
+            s += f", against {_pp(m['mem'])} after {m['epochs']} epochs in the main grid " \
+                 f"(T_SGD = {_clock_of(A, m['procedure'], 't_sgd'):.3g})"
+        text.append(s + ".")
+    return [_p(" ".join(text))] + blocks
+
+
+def _clock_of(A: Analysis, procedure: int, clock: str) -> float:
+    v = A.runs.loc[A.runs["procedure"] == procedure, clock]
+    return float(v.median()) if len(v) else float("nan")
+
+
+def section_lr_l2(A, runs, epochs, beta, sp, figs, pcols):
+    by = _order(set(varying(runs, pcols)) | {"batch_size", "lr0", "l2"})
+    tab = sigma_table(runs, by, n_boot=A.n_boot)
+    clk = runs.groupby(by, dropna=False)[["t_sgd", "t_l2"]].median().reset_index()
+    tab = tab.merge(clk, on=by)
+    blocks = [table_html(tab, "Table 4: test accuracy (pp) at tau_best per sigma_w, mean \u00b1 sd over seeds; "
+                              "spread with its 95% seed-bootstrap interval; train = mean final train accuracy over "
+                              "all sigma_w (pp); clocks at the last epoch.")]
+    st = sigma_stats(runs, by, "test_acc")
+    col = [c for c in by if c != "batch_size"]
+    blocks.append(figs.html(fig_vs_sigma(st, col, "batch_size", "Figure 4: test accuracy vs sigma_w, lr0 x L2",
+                                         "test acc (pp)")))
+    blocks.append(figs.html(fig_repair_map(sp, col, facet="batch_size", title="Repair map: spread per configuration"),
+                            "Sorted ascending; error bars: 95% seed-bootstrap interval."))
+    cb, sc = _collapse_block(A, beta, figs, pcols)
+    # reading: what separates small from large spreads, on the L2 clock
+    text = []
+    lo, hi = sp.loc[sp["mem"].idxmin()], sp.loc[sp["mem"].idxmax()]
+    text.append(f"The spread ranges from {_pp(hi['mem'])} (b={hi['batch_size']}, lr0={hi['lr0']:g}, l2={hi['l2']:g}) "
+                f"down to {_pp(lo['mem'])} (b={lo['batch_size']}, lr0={lo['lr0']:g}, l2={lo['l2']:g}).")
+    t = sp.merge(clk, on=by)
+    big = t[t["t_l2"] >= 1.0]
+    small = t[(t["l2"] > 0) & (t["t_l2"] < 1.0)]
+    if len(big) and len(small):
+        text.append(f"With T_L2 >= 1 ({len(big)} configurations) the spread is at most {_pp(big['mem'].max())}; with "
+                    f"L2 but T_L2 < 1 ({len(small)}) it is at least {_pp(small['mem'].min())}.")
+    return [_p(" ".join(text))] + blocks + cb
+
+
+def section_norm_aug(A, runs, epochs, beta, sp, figs, pcols):
+    by = _order(set(varying(runs, pcols)) | {"norm", "augment", "optimizer", "batch_size"})
+    sig = sorted(runs["sigma_w"].unique())
+    base = A.runs[(A.runs["experiment"] == "main_grid") & A.runs["sigma_w"].round(6).isin(np.round(sig, 6))
+                  & A.runs["optimizer"].isin(runs["optimizer"].unique())
+                  & A.runs["batch_size"].isin(runs["batch_size"].unique())]
+    both = pd.concat([runs, base], ignore_index=True) if len(base) else runs
+    tab = sigma_table(both, by, n_boot=A.n_boot)
+    blocks = [table_html(tab, "Table 6: test accuracy (pp) per sigma_w, mean \u00b1 sd; spread [95% CI]"
+                         + ("; rows without augmentation are the main-grid baseline on the same sigma_w." if len(base) else "."))]
+    st = sigma_stats(both, by, "test_acc")
+    dash = {}
+    if len(base):
+        for lab in labels(st[~st["augment"]], ["norm", "augment"]).unique():
+            dash[lab] = "dash"
+    blocks.append(figs.html(fig_vs_sigma(st, ["norm", "augment"], ["optimizer", "batch_size"],
+                                         "Figure 8: test accuracy vs sigma_w by normalisation and augmentation",
+                                         "test acc (pp)", dash=dash)))
+    cb, sc = _collapse_block(A, beta, figs, pcols)
+    sp2 = spread(both, by, n_boot=0)
+    text = []
+    for (o, b), g in sp2.groupby(["optimizer", "batch_size"]):
+        parts = [f"{value_name('norm', r['norm'])}{' + aug' if r['augment'] else ' (no aug)'} {_pp(r['mem'])}"
+                 for _, r in g.sort_values(["augment", "norm"]).iterrows()]
+        text.append(f"{_opt(o)} b={b}: " + ", ".join(parts) + ".")
+    return [_p(" ".join(text))] + blocks + cb
+
+
+def section_best_recipe(A, runs, epochs, beta, sp, figs, pcols):
+    by = _order(set(varying(runs, pcols)) | {"optimizer", "batch_size"})
+    tab = delta_table(runs, by)
+    blocks = [table_html(tab, "Table 7: test accuracy (pp) at the smallest and largest sigma_w, mean \u00b1 sd; "
+                              "tau_interp / tau_best (epochs); |delta| = |difference of the means| (pp).")]
+    lo_s, hi_s = runs["sigma_w"].min(), runs["sigma_w"].max()
+    text = []
+    for _, r in tab.iterrows():
+        text.append(f"{_opt(r['optimizer'])} (b={r['batch_size']}): {r[f'test@{lo_s:g}']:.1f}% at sigma {lo_s:g} and "
+                    f"{r[f'test@{hi_s:g}']:.1f}% at sigma {hi_s:g}, |delta| = {_pp(r['|delta|'])}.")
+    st = sigma_stats(runs, by, "test_acc")
+    blocks.append(figs.html(fig_vs_sigma(st, "optimizer", "batch_size", "Best recipe: test accuracy vs sigma_w",
+                                         "test acc (pp)")))
+    cb, _ = _collapse_block(A, beta, figs, pcols)
+    return [_p(" ".join(text))] + blocks + cb
+
+
+def section_depth(A, runs, epochs, beta, sp, figs, pcols):
+    sig = sorted(runs["sigma_w"].unique())
+    base = A.runs[(A.runs["experiment"] == "main_grid") & A.runs["sigma_w"].round(6).isin(np.round(sig, 6))
+                  & A.runs["batch_size"].isin(runs["batch_size"].unique())
+                  & A.runs["optimizer"].isin(runs["optimizer"].unique())]
+    both = pd.concat([runs, base], ignore_index=True) if len(base) else runs
+    by = _order(set(varying(runs, pcols)) | {"arch", "optimizer", "batch_size"})
+    by = [c for c in by if c != "patience"]  # patience follows arch
+    tab = sigma_table(both, by, n_boot=A.n_boot)
+    blocks = [table_html(tab, "Table 5 (upper): test accuracy (pp) per sigma_w, mean \u00b1 sd; spread [95% CI]; "
+                              "train = mean final train accuracy (pp)"
+                              + ("; ResNet-9 rows are the main grid on the same sigma_w." if len(base) else "."))]
+    blocks.append(table_html(tau_table(both, by), "Table 5 (lower): tau_interp and tau_best (epochs), mean \u00b1 sd."))
+    blocks.append(figs.html(fig_vs_sigma(sigma_stats(both, by, "test_acc"), "arch", ["optimizer", "batch_size"],
+                                         "Figure 5: test accuracy vs sigma_w by architecture", "test acc (pp)")))
+    blocks.append(figs.html(fig_vs_sigma(sigma_stats(both, by, "train_acc_final"), "arch", ["optimizer", "batch_size"],
+                                         "Figure 7: final train accuracy vs sigma_w by architecture", "train acc (pp)")))
+    cb, _ = _collapse_block(A, beta, figs, pcols)
+    sp2 = spread(both, by, n_boot=0)
+    text = []
+    for (o, b), g in sp2.groupby(["optimizer", "batch_size"]):
+        if o != "sgd":
+            continue
+        text.append(f"SGD at b={b}: " + ", ".join(f"{value_name('arch', r['arch'])} {_pp(r['mem'])}"
+                                                  for _, r in g.sort_values("arch").iterrows()) + ".")
+    tr = both.groupby(["arch", "optimizer", "batch_size", "sigma_w"])["train_acc_final"].mean().mul(PP)
+    bad = tr[tr < INTERP_PP].reset_index()
+    if len(bad):
+        worst = bad.groupby("arch").size().sort_values(ascending=False)
+        text.append("Cells whose mean final train accuracy stays below 99.5%: "
+                    + ", ".join(f"{value_name('arch', a)} {n}" for a, n in worst.items()) + " (failure to train, not only to forget).")
+    return [_p(" ".join(text))] + blocks + cb
+
+
+def section_generic(A, runs, epochs, beta, sp, figs, pcols):
+    blocks, sc = _generic(A, runs, beta, sp, figs, pcols)
+    lo, hi = sp.loc[sp["mem"].idxmin()], sp.loc[sp["mem"].idxmax()]
+    vary = _order(varying(runs, pcols))
+    name = lambda r: ", ".join(value_name(c, r[c]) for c in vary) or "the only procedure"  # noqa: E731
+    sig = sorted(runs["sigma_w"].unique())
+    if len(sp) == 1:
+        text = [f"One procedure, {len(runs)} runs over sigma_w {', '.join(f'{s:g}' for s in sig)}: spread "
+                f"{_pp(hi['mem'])} (95% CI {hi['lo']:.1f}-{hi['hi']:.1f}); {hi['mean_max']:.1f}% at sigma "
+                f"{hi['sigma_max']:g}, {hi['mean_min']:.1f}% at sigma {hi['sigma_min']:g}."]
+    else:
+        text = [f"{len(sp)} procedures, {len(runs)} runs. Largest spread {_pp(hi['mem'])} ({name(hi)}); "
+                f"smallest {_pp(lo['mem'])} ({name(lo)})."]
+    s = _collapse_sentence(sc)
+    return [_p(" ".join(text + ([s] if s else [])))] + blocks
+
+
+SECTIONS: dict[str, Callable] = {"main_grid": section_main_grid, "long_sgd": section_long_sgd,
+                                 "lr_l2": section_lr_l2, "norm_aug": section_norm_aug,
+                                 "best_recipe": section_best_recipe, "depth": section_depth}
+
+
+def clock_section(A: Analysis) -> list[str]:
+    by = ["procedure"]
+    ct = clock_table(A.runs, A.spreads, by).merge(A.procs, on="procedure")
+    vary = _order(varying(ct, procedure_columns(A.runs)))
+    show = vary + ["t_sgd", "t_l2", "t_adapt", "clock", "T", "mem", "lo", "hi"]
+    ct = ct.sort_values([c for c in ("experiment", "mem") if c in ct])
+    text = ("Each procedure's three clocks after its last update (median over its runs) beside its spread. "
+            "The clock that belongs to the optimizer is 'clock'/'T'. Use `python -m analysis.clocks` to place "
+            "a recipe that has not been run among these.")
+    if len(ct) >= 3:
+        corr = pd.Series(np.log10(ct["T"].clip(lower=1e-12))).corr(ct["mem"].reset_index(drop=True), method="spearman")
+        text += f" Spearman rank correlation of log T (own clock) with the spread over all {len(ct)} procedures: {corr:.2f}."
+    return [_p(text), table_html(ct[show], "Forgetting clocks (T_SGD, T_L2, T_adapt at the final epoch) and spread (pp).")]
+
+
+def linear_model_section(figs: Figures) -> list[str]:
+    from analysis.linear_model import end_states, figure9_runs
+    runs = figure9_runs()
+    es = pd.DataFrame(end_states(runs))
+    get = lambda p, lr: float(es[(es["panel"].str.startswith(p)) & (es["lr"] == lr)]["D_end"].iloc[0])  # noqa: E731
+    text = (f"Scalar model (a b - y)^2 from (1, 6), D = a^2 - b^2 = -35. Gradient descent (20 steps): D = "
+            f"{get('a', 0.01):.1f} at lr 0.01, {get('a', 0.04):.1f} at lr 0.04. SGD with cyclic targets (50,000 steps): "
+            f"{get('b', 0.01):.2g} and {get('b', 0.04):.2g}. Full-batch Adam (5,000 steps) freezes at "
+            f"{get('c', 0.01):.1f} and {get('c', 0.04):.1f}; minibatch Adam with random targets (200,000 steps) "
+            f"reaches {get('d', 0.01):.2g} and {get('d', 0.04):.2g}.")
+    return [_p(text), table_html(es, "End states of Figure 9 (D_end = final imbalance).", digits=4),
+            figs.html(fig_linear_model(runs, "Figure 9: the minimal linear model"))]
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1400px;
+padding:0 24px 60px;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-top:1em} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:2.2em}
+p.reading{background:#f5f8ff;border-left:4px solid #4a7bd0;padding:10px 14px;max-width:1100px}
+p.cap{color:#555;font-size:.9em;margin:4px 0} .fig{margin:18px 0}
+.tblwrap{overflow-x:auto;margin:14px 0} table.tbl{border-collapse:collapse;font-size:.85em}
+table.tbl th,table.tbl td{padding:3px 8px;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
+table.tbl th{background:#fafafa} nav ul{columns:2} .meta{color:#666;font-size:.85em}
+"""
+
+
+def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, linear_model: bool = True,
+                 title: str = "Initialisation memory report", source: str = "", seed: int = 0) -> str:
+    """The whole report as one HTML string (runs/epochs from analysis.load.load)."""
+    from plotly.offline import get_plotlyjs
+    t0 = time.perf_counter()
+    A = analyse(runs, epochs, n_boot=n_boot, seed=seed)
+    pcols = procedure_columns(runs)
+    figs = Figures()
+    present = list(runs["experiment"].unique()) if len(runs) else []
+    order = [e for e in KNOWN if e in present] + sorted(e for e in present if e not in KNOWN)
+    sections = []
+    for exp in order:
+        r = runs[runs["experiment"] == exp]
+        e = epochs[epochs["run"].isin(r["run"])] if exp in ("main_grid",) else None
+        b = A.beta[A.beta["experiment"] == exp]
+        sp = A.spreads[A.spreads["experiment"] == exp]
+        body = SECTIONS.get(exp, section_generic)(A, r, e, b, sp, figs, pcols)
+        sections.append((exp, TITLES.get(exp, f"Experiment {exp}"), body))
+    if len(runs):
+        sections.append(("clocks", "Forgetting clocks of every procedure", clock_section(A)))
+    if linear_model:
+        sections.append(("linear_model", "Appendix G: the minimal linear model (Figure 9)", linear_model_section(figs)))
+    nav = "".join(f"<li><a href='#{k}'>{html.escape(t)}</a></li>" for k, t, _ in sections)
+    body = "".join(f"<section id='{k}'><h2>{html.escape(t)}</h2>{''.join(b)}</section>" for k, t, b in sections)
+    status = runs.groupby("status").size().to_dict() if len(runs) else {}
+    meta = (f"{len(runs)} runs ({', '.join(f'{v} {k}' for k, v in status.items())}), {len(epochs)} epoch rows, "
+            f"{runs['procedure'].nunique() if len(runs) else 0} procedures. Source: {html.escape(source)}. "
+            f"Built {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} in "
+            f"{time.perf_counter() - t0:.1f} s. Accuracies in percentage points (pp); |beta| in accuracy "
+            f"fraction per unit sigma_w.")
+    if not len(runs):
+        body = "<p>No runs in the results.</p>" + body
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+            f"<h1>{html.escape(title)}</h1><p class='meta'>{meta}</p><nav><ul>{nav}</ul></nav>{body}</body></html>")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from analysis.load import load
+    ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
+    ap.add_argument("roots", nargs="+", help="results root(s): local folders or URIs")
+    ap.add_argument("-o", "--output", default="report.html")
+    ap.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap replicates (0: no intervals)")
+    ap.add_argument("--no-linear-model", action="store_true", help="leave out the Appendix G section")
+    ap.add_argument("--experiment", nargs="*", help="only these experiments")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    filters = [("experiment", "in", args.experiment)] if args.experiment else None
+    runs, epochs = load(args.roots, filters=filters)
+    t1 = time.perf_counter()
+    page = build_report(runs, epochs, n_boot=args.n_boot, linear_model=not args.no_linear_model,
+                        source=", ".join(args.roots))
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write(page)
+    print(f"wrote {args.output} ({len(page) / 1e6:.1f} MB): load {t1 - t0:.1f} s, build {time.perf_counter() - t1:.1f} s",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Sensitivity beta(t) = d val_acc / d sigma_w per procedure and epoch, its clocks, and collapse.
+
+    python -m analysis.sensitivity RESULTS [--family optimizer]     # collapse scores per family
+
+    from analysis.sensitivity import beta_t, with_clock, collapse_score
+    frame = attach(epochs, runs, ["procedure", "sigma_w"])       # analysis.load
+    beta = beta_t(frame, by=["procedure"])                      # every procedure and epoch at once
+    beta = with_clock(beta.merge(procedures(runs), on="procedure"))
+    collapse_score(beta, family=["experiment", "optimizer", "l2", "lr0"])
+
+beta(t) is the ordinary least squares slope of val accuracy (fraction) on sigma_w over all
+(sigma, seed) runs of a procedure at epoch t (SPEC Section 4): units fraction per unit sigma_w,
+so a 26.5 pp spread over sigma 0.1..2.5 is |beta| ~ 0.11. It is computed from grouped sums
+(n, sum x, sum y, then centred sums of squares and products) per (group, epoch) with np.bincount:
+no Python loop over groups or epochs. se is the usual OLS standard error of the slope,
+sqrt(SSE / (n - 2) / Sxx); r2 = Sxy^2 / (Sxx Syy).
+
+Collapse (SPEC Section 4): curves of log10|beta| of one family (a procedure minus batch size),
+one per batch size, are interpolated onto a common grid of the clock in log space over the range
+all curves cover (if they share none, every grid point covered by at least two curves counts);
+the spread across batch sizes is the standard deviation of log10|beta| at a grid point, averaged
+over the grid. score = spread at matched clock values / spread at matched epochs: lower is better,
+below 1 means the clock aligns the curves better than epochs do.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+CLOCKS = ("t_sgd", "t_l2", "t_adapt")
+CLOCK_SHORT = {"t_sgd": "T_SGD", "t_l2": "T_L2", "t_adapt": "T_adapt"}
+CLOCK_LABEL = {"t_sgd": "T_SGD = (1/b) sum eta_k^2", "t_l2": "T_L2 = l2 sum eta_k", "t_adapt": "T_adapt = sum eta_k"}
+ADAPTIVE = ("adam", "adamw", "muon", "muon_conv")
+BETA_FLOOR = 1e-4  # |beta| below this is noise (fraction per unit sigma); log10 is taken of max(|beta|, floor)
+
+
+def matching_clock(optimizer: str, l2: float) -> str:
+    """T_adapt for adam-family (muon included), T_L2 for sgd-family with l2 > 0, else T_SGD."""
+    if optimizer in ADAPTIVE:
+        return "t_adapt"
+    return "t_l2" if l2 > 0 else "t_sgd"
+
+
+def _codes(frame: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Integer group code per row and the group key table (one row per code)."""
+    if len(by) == 1 and pd.api.types.is_integer_dtype(frame[by[0]]) and frame[by[0]].min() >= 0:
+        raw = frame[by[0]].to_numpy(np.int64)
+        uniq, codes = np.unique(raw, return_inverse=True)
+        return codes, pd.DataFrame({by[0]: uniq})
+    g = frame.groupby(list(by), sort=True, dropna=False)
+    codes = g.ngroup().to_numpy(np.int64)
+    keys = frame[list(by)].iloc[np.unique(codes, return_index=True)[1]].reset_index(drop=True)
+    return codes, keys
+
+
+def beta_t(frame: pd.DataFrame, by: Sequence[str], x: str = "sigma_w", y: str = "val_acc",
+           t: str = "epoch", carry: Sequence[str] = CLOCKS) -> pd.DataFrame:
+    """OLS slope of y on x per (by..., t), vectorised over all groups and t values at once.
+
+    Returns by..., t, n, beta, se, r2, intercept, and the mean of each `carry` column present
+    (the clocks, identical across a procedure's runs at one epoch). Rows with non-finite x or y
+    are dropped; beta is NaN where a group has < 2 distinct x, se where n < 3.
+    """
+    keep = np.isfinite(frame[x].to_numpy(np.float64)) & np.isfinite(frame[y].to_numpy(np.float64, na_value=np.nan))
+    f = frame.loc[keep] if not keep.all() else frame
+    gcode, keys = _codes(f, by)
+    tv = f[t].to_numpy()
+    tu, tcode = np.unique(tv, return_inverse=True)
+    nt = len(tu)
+    key = gcode * nt + tcode
+    size = len(keys) * nt
+    xv = f[x].to_numpy(np.float64)
+    yv = f[y].to_numpy(np.float64)
+
+    n = np.bincount(key, minlength=size).astype(np.float64)
+    present = n > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = np.bincount(key, xv, size) / n
+        my = np.bincount(key, yv, size) / n
+        dx = xv - mx[key]
+        dy = yv - my[key]
+        sxx = np.bincount(key, dx * dx, size)
+        sxy = np.bincount(key, dx * dy, size)
+        syy = np.bincount(key, dy * dy, size)
+        ok = sxx > 0
+        beta = np.where(ok, sxy / np.where(ok, sxx, 1.0), np.nan)
+        sse = np.maximum(syy - beta * sxy, 0.0)
+        se = np.where(ok & (n > 2), np.sqrt(sse / np.maximum(n - 2, 1) / np.where(ok, sxx, 1.0)), np.nan)
+        r2 = np.where(ok & (syy > 0), sxy * sxy / (np.where(ok, sxx, 1.0) * np.where(syy > 0, syy, 1.0)), np.nan)
+        intercept = my - beta * mx
+    idx = np.flatnonzero(present)
+    out = keys.iloc[idx // nt].reset_index(drop=True)
+    out[t] = tu[idx % nt]
+    out["n"] = n[idx].astype(np.int64)
+    out["beta"], out["se"], out["r2"], out["intercept"] = beta[idx], se[idx], r2[idx], intercept[idx]
+    for c in carry:
+        if c in f.columns:
+            out[c] = (np.bincount(key, f[c].to_numpy(np.float64), size) / np.where(present, n, 1.0))[idx]
+    return out
+
+
+def with_clock(beta: pd.DataFrame) -> pd.DataFrame:
+    """Add abs_beta, `clock` (the optimizer's own clock name) and `T` (its value) to a beta frame
+    that carries optimizer, l2 and the three clocks."""
+    out = beta.copy()
+    out["abs_beta"] = out["beta"].abs()
+    name = np.where(out["optimizer"].isin(ADAPTIVE), "t_adapt", np.where(out["l2"] > 0, "t_l2", "t_sgd"))
+    out["clock"] = name
+    out["T"] = np.select([name == c for c in CLOCKS], [out[c].to_numpy(np.float64) for c in CLOCKS], np.nan)
+    return out
+
+
+def _grid_spread(curves: list[tuple[np.ndarray, np.ndarray]], n_grid: int, log_x: bool) -> tuple[float, int, str]:
+    """Mean over a common grid of the std across curves of y; (spread, grid points used, mode)."""
+    cs = []
+    for xs, ys in curves:
+        ok = np.isfinite(xs) & np.isfinite(ys) & ((xs > 0) if log_x else True)
+        xs, ys = xs[ok], ys[ok]
+        if len(xs) < 2:
+            continue
+        xs = np.log10(xs) if log_x else xs.astype(np.float64)
+        order = np.argsort(xs, kind="stable")
+        xs, ys = xs[order], ys[order]
+        keep = np.r_[True, np.diff(xs) > 0]  # strictly increasing for np.interp
+        if keep.sum() >= 2:
+            cs.append((xs[keep], ys[keep]))
+    if len(cs) < 2:
+        return np.nan, 0, "none"
+    lo = np.array([c[0][0] for c in cs])
+    hi = np.array([c[0][-1] for c in cs])
+    if lo.max() < hi.min():
+        grid, mode = np.linspace(lo.max(), hi.min(), n_grid), "overlap"
+    else:
+        grid, mode = np.linspace(lo.min(), hi.max(), n_grid), "pairwise"
+    vals = np.full((len(cs), n_grid), np.nan)
+    for i, (xs, ys) in enumerate(cs):
+        inside = (grid >= xs[0]) & (grid <= xs[-1])
+        vals[i, inside] = np.interp(grid[inside], xs, ys)
+    cover = np.isfinite(vals).sum(axis=0)
+    use = cover >= 2
+    if not use.any():
+        return np.nan, 0, mode
+    return float(np.nanstd(vals[:, use], axis=0).mean()), int(use.sum()), mode
+
+
+def collapse_score(beta: pd.DataFrame, family: Sequence[str], across: str = "batch_size",
+                   clock: str | None = None, n_grid: int = 64, floor: float = BETA_FLOOR,
+                   min_epoch: int = 1) -> pd.DataFrame:
+    """Collapse score per family (rows of `beta` sharing `family`, one curve per `across` value).
+
+    `beta` needs: family columns, `across`, epoch, beta, and the clock columns; `clock` None
+    picks each family's matching clock (needs optimizer and l2). Epochs < min_epoch (epoch 0:
+    clock 0, beta at initialisation) are left out. Columns: family..., clock, n_curves, s_clock,
+    s_epoch (mean std of log10|beta| across curves, decades), score = s_clock / s_epoch,
+    points_clock, points_epoch, mode ('overlap': all curves share the clock range; 'pairwise':
+    they do not, grid points covered by >= 2 curves are used).
+    """
+    d = beta[beta["epoch"] >= min_epoch]
+    rows = []
+    for key, fam in d.groupby(list(family), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        c = clock or matching_clock(fam["optimizer"].iloc[0], float(fam["l2"].iloc[0]))
+        curves_c, curves_e = [], []
+        for _, cur in fam.groupby(across, sort=True):
+            cur = cur.sort_values("epoch")
+            ly = np.log10(np.maximum(cur["beta"].abs().to_numpy(np.float64), floor))
+            curves_c.append((cur[c].to_numpy(np.float64), ly))
+            curves_e.append((cur["epoch"].to_numpy(np.float64), ly))
+        s_c, p_c, mode = _grid_spread(curves_c, n_grid, log_x=True)
+        s_e, p_e, _ = _grid_spread(curves_e, n_grid, log_x=False)
+        rows.append({**dict(zip(family, key)), "clock": c, "n_curves": len(curves_c), "s_clock": s_c,
+                     "s_epoch": s_e, "score": s_c / s_e if s_e and s_e > 0 else np.nan,
+                     "points_clock": p_c, "points_epoch": p_e, "mode": mode})
+    return pd.DataFrame(rows)
+
+
+def family_columns(beta: pd.DataFrame, procedure_cols: Sequence[str], across: str = "batch_size") -> list[str]:
+    """A procedure's columns minus `across` (and epochs-per-step consequences): the collapse family."""
+    return [c for c in procedure_cols if c != across and c in beta.columns]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from analysis.load import attach, load, procedure_columns, procedures
+    from analysis.memory import varying
+    ap = argparse.ArgumentParser(prog="python -m analysis.sensitivity", description=__doc__.splitlines()[0])
+    ap.add_argument("roots", nargs="+")
+    args = ap.parse_args(argv)
+    runs, epochs = load(args.roots, epoch_columns=["epoch", "val_acc", *CLOCKS])
+    b = beta_t(attach(epochs, runs, ["procedure", "sigma_w"]), by=["procedure"])
+    b = with_clock(b.merge(procedures(runs), on="procedure"))
+    fam = family_columns(b, procedure_columns(runs))
+    sc = collapse_score(b, fam)
+    show = varying(sc, fam) + ["clock", "n_curves", "s_clock", "s_epoch", "score", "mode"]
+    print(sc[show].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+
+if __name__ == "__main__":
+    main()

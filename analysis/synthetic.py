@@ -1,0 +1,377 @@
+"""Synthetic results in exactly the Parquet contract (docs/results.md), with planted effects.
+
+    python bench/synthetic_results.py OUT --experiment main_grid [--beta-mode clock|epoch] [--mem paper|none]
+
+    from analysis.synthetic import write_synthetic, synthetic_frames, Plant
+    truth = write_synthetic("out/syn", "main_grid")                  # 6,250 runs x 301 epochs, a few s
+    runs, epochs, truth = synthetic_frames("main_grid", seeds=[0, 1], sigmas=[0.1, 1.0, 2.5])
+
+The core lives here (importable by tests); bench/synthetic_results.py is its command line.
+Grids follow SPEC Section 2 and can be shrunk (sigmas, seeds, batch sizes, optimizers, epochs).
+
+The planted model, per procedure P (all config but sigma_w and seed) and epoch t:
+
+    val_acc(t, sigma, seed) = level(t) + beta_P(t) * (sigma - mean sigma) + seed offset + noise
+    test_acc(t, ...)        = val_acc(t, ...) - 0.005 + independent noise
+    val_loss(t)             = run offset + 0.8 * ((t - tau*_P) / E)^2      -> tau_best = tau*_P exactly
+    beta_P(t) = -B_opt * (floor + (1 - floor) * phi(t)),  phi(t) = exp(-u(t))
+    u(t) = clock(t) / tau[clock]   (beta_mode="clock": the optimizer's own clock, T_SGD for sgd and
+                                    sgd_momentum, T_L2 for sgd with l2 > 0, T_adapt for adam-family)
+    u(t) = t / tau_epoch           (beta_mode="epoch")
+
+so |beta_P| collapses on the clock (or on epochs) across batch sizes, by construction. With `mem`
+given (a dict, a function, or "paper"), beta_P is instead rescaled between its start B_opt and an
+end value that makes the spread at tau_best exactly the planted number of pp:
+    beta_P(t) = b* + (B_opt - b*) (phi(t) - phi(tau*)) / (1 - phi(tau*)) for t <= tau*, b* after,
+    with b* = -mem_P / 100 / (max sigma - min sigma).
+`truth` holds what was planted: per procedure its spread (pp) and tau*, per (procedure, epoch) beta.
+Seed noise enters the recovered numbers; with noise=0 they are exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from initmem.config import RunConfig, pack_id
+from initmem.results import EPOCHS_SCHEMA, RUNS_SCHEMA
+
+from analysis.sensitivity import ADAPTIVE, matching_clock
+
+SEEDS10 = (0, 1, 42, 123, 456, 789, 999, 2024, 2025, 2026)
+SIGMA25 = tuple(round(0.1 * i, 2) for i in range(1, 26))
+SIGMA5 = (0.1, 0.5, 1.0, 1.8, 2.5)
+OPT5 = ("sgd", "sgd_momentum", "adam", "adamw", "muon")
+EXPERIMENTS = ("main_grid", "long_sgd", "lr_l2", "norm_aug", "best_recipe", "depth")
+
+# The paper's headline spreads (pp), SPEC Section 5 / paper Section 3; batch sizes it does not
+# quote are interpolated, so that mem="paper" gives a report that reads like the paper.
+PAPER_MEM = {
+    "sgd": {16: 22.8, 32: 24.0, 64: 25.3, 128: 26.5, 256: 25.7},
+    "sgd_momentum": {16: 10.9, 32: 15.0, 64: 20.0, 128: 24.5, 256: 25.0},
+    "adam": {16: 1.6, 32: 2.3, 64: 3.2, 128: 4.3, 256: 5.3},
+    "adamw": {16: 1.8, 32: 2.5, 64: 3.5, 128: 4.7, 256: 5.6},
+    "muon": {16: 1.5, 32: 2.2, 64: 3.0, 128: 4.0, 256: 5.0},
+}
+N_KERNELS = 9  # ResNet-9: prep, layer1 conv + 2 residual, layer2 conv, layer3 conv + 2 residual, dense
+
+
+@dataclasses.dataclass(frozen=True)
+class Plant:
+    """What the generator plants. Units: accuracies as fractions, beta in fraction per unit sigma_w."""
+    beta_mode: str = "clock"                  # "clock" | "epoch": what |beta| decays on
+    mem: object = None                        # None | "paper" | {(optimizer, batch_size): pp} | f(config) -> pp
+    b0: Mapping[str, float] = dataclasses.field(default_factory=lambda: {
+        "sgd": 0.12, "sgd_momentum": 0.10, "adam": 0.10, "adamw": 0.10, "muon": 0.10, "muon_conv": 0.10})
+    floor: float = 0.02                       # |beta| floor as a fraction of B_opt
+    tau: Mapping[str, float] = dataclasses.field(default_factory=lambda: {
+        "t_sgd": 0.01, "t_l2": 1.0, "t_adapt": 20.0})
+    tau_epoch: float = 60.0                   # epochs (beta_mode="epoch")
+    noise: float = 0.004                      # iid per (run, epoch) accuracy noise (fraction)
+    seed_noise: float = 0.004                 # per-run offset, constant over epochs (fraction)
+    level: float = 0.80                       # final mean val accuracy (fraction)
+    n_diverged: int = 0                       # runs per experiment made to diverge
+    seed: int = 0                             # RNG seed of the generator
+
+
+def grid(experiment: str, *, sigmas: Sequence[float] | None = None, seeds: Sequence[int] | None = None,
+         batch_sizes: Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
+         epochs: int | None = None, **config) -> list[RunConfig]:
+    """The runs of one experiment of SPEC Section 2, optionally shrunk; `config` overrides fields."""
+    E = epochs
+    sig5 = list(sigmas or SIGMA5)
+    base = dict(experiment=experiment, **config)
+    out: list[RunConfig] = []
+    if experiment == "main_grid":
+        for o in optimizers or OPT5:
+            for b in batch_sizes or (16, 32, 64, 128, 256):
+                out += [RunConfig(**{**base, "optimizer": o, "batch_size": b, "epochs": E or 300,
+                                     "sigma_w": s, "seed": sd})
+                        for s in (sigmas or SIGMA25) for sd in (seeds or SEEDS10)]
+    elif experiment == "long_sgd":
+        for b in batch_sizes or (16, 128):
+            out += [RunConfig(**{**base, "optimizer": "sgd", "schedule": "constant", "epochs": E or 5000,
+                                 "batch_size": b, "sigma_w": s, "seed": sd})
+                    for s in sig5 for sd in (seeds or (42,))]
+    elif experiment == "lr_l2":
+        for b in batch_sizes or (16, 128):
+            for lr in (1e-3, 1e-2, 1e-1):
+                for l2 in (0.0, 1e-3, 5e-3, 1e-2):
+                    out += [RunConfig(**{**base, "optimizer": "sgd", "epochs": E or 300, "lr0": lr, "l2": l2,
+                                         "batch_size": b, "sigma_w": s, "seed": sd})
+                            for s in sig5 for sd in (seeds or SEEDS10)]
+    elif experiment == "norm_aug":
+        for norm in ("batchnorm", "layernorm"):
+            for o in optimizers or ("sgd", "adam"):
+                for b in batch_sizes or (16, 128):
+                    out += [RunConfig(**{**base, "norm": norm, "augment": True, "optimizer": o, "batch_size": b,
+                                         "epochs": E or 300, "sigma_w": s, "seed": sd})
+                            for s in sig5 for sd in (seeds or SEEDS10[:5])]
+    elif experiment == "best_recipe":
+        recipes = {"sgd_momentum": dict(lr0=0.1, momentum=0.9, l2=5e-4), "adam": dict(lr0=1e-3)}
+        for o in optimizers or ("sgd_momentum", "adam"):
+            for b in batch_sizes or (16, 128, 256):
+                out += [RunConfig(**{**base, **recipes.get(o, {}), "optimizer": o, "augment": True,
+                                     "batch_size": b, "epochs": E or 200, "sigma_w": s, "seed": sd})
+                        for s in (sigmas or (0.1, 2.5)) for sd in (seeds or SEEDS10)]
+    elif experiment == "depth":
+        for arch in ("resnet56", "resnet110", "r9_avgpool"):
+            for o in optimizers or OPT5:
+                for b in batch_sizes or (16, 128):
+                    pat = 30 if arch in ("resnet56", "resnet110") else 0
+                    out += [RunConfig(**{**base, "arch": arch, "optimizer": o, "batch_size": b, "patience": pat,
+                                         "epochs": E or 300, "sigma_w": s, "seed": sd})
+                            for s in sig5 for sd in (seeds or SEEDS10)]
+    else:
+        raise ValueError(f"experiment={experiment!r} is not allowed: one of {list(EXPERIMENTS)}")
+    return out
+
+
+def _planted_mem(plant: Plant, cfg: RunConfig) -> float | None:
+    if plant.mem is None:
+        return None
+    if plant.mem == "paper":
+        if cfg.experiment == "main_grid" and cfg.optimizer in PAPER_MEM:
+            return PAPER_MEM[cfg.optimizer].get(cfg.batch_size)
+        return None
+    if callable(plant.mem):
+        return plant.mem(cfg)
+    return plant.mem.get((cfg.optimizer, cfg.batch_size))
+
+
+def _tau_star(cfg: RunConfig) -> int:
+    """Planted best-val-loss epoch: the last one for SGD-like runs, early for small-batch Adam."""
+    E = cfg.epochs
+    if cfg.optimizer in ADAPTIVE:
+        return min(E, 6) if cfg.batch_size <= 64 else max(1, round(0.7 * E))
+    return E
+
+
+def _clock_table(cfg: RunConfig) -> dict[str, np.ndarray]:
+    """Per-epoch step, lr and clocks of a procedure, from initmem.metrics.clocks (never re-derived)."""
+    from initmem.metrics import clocks  # imports torch: only the generator and analysis.clocks need it
+    steps = np.arange(cfg.epochs + 1, dtype=np.int64) * cfg.steps_per_epoch
+    c = clocks(steps, lr0=cfg.lr0, batch_size=cfg.batch_size, total_steps=cfg.total_steps,
+               alpha=cfg.alpha, schedule=cfg.schedule, l2=cfg.l2)
+    return {"step": steps, **c}
+
+
+def _beta_curve(plant: Plant, cfg: RunConfig, clk: dict[str, np.ndarray], sig_range: float) -> np.ndarray:
+    """Planted beta(t) of one procedure, t = 0..E (fraction per unit sigma_w)."""
+    E = cfg.epochs
+    if plant.beta_mode == "clock":
+        name = matching_clock(cfg.optimizer, cfg.l2)
+        u = clk[name] / plant.tau[name]
+    elif plant.beta_mode == "epoch":
+        u = np.arange(E + 1) / plant.tau_epoch
+    else:
+        raise ValueError(f"beta_mode={plant.beta_mode!r} is not allowed: 'clock' or 'epoch'")
+    phi = np.exp(-u)
+    B = plant.b0.get(cfg.optimizer, 0.1)
+    mem = _planted_mem(plant, cfg)
+    if mem is None:
+        return -B * (plant.floor + (1.0 - plant.floor) * phi)
+    ts = _tau_star(cfg)
+    bstar = -mem / 100.0 / sig_range
+    den = 1.0 - phi[ts]
+    frac = (phi - phi[ts]) / den if den > 1e-12 else np.zeros_like(phi)
+    beta = bstar + (-B - bstar) * frac
+    beta[ts:] = bstar
+    return beta
+
+
+def _pack(plant: Plant, runs: list[RunConfig], rng: np.random.Generator, diverge: set[int],
+          versions: dict) -> tuple[pa.Table, pa.Table, dict, pd.DataFrame]:
+    """Runs table, epochs table and truth of one procedure (its runs differ in sigma_w and seed)."""
+    cfg0 = runs[0]
+    E = cfg0.epochs
+    T = E + 1
+    R = len(runs)
+    clk = _clock_table(cfg0)
+    sig = np.array([r.sigma_w for r in runs])
+    sig_all = sig  # spread is over this procedure's sigma set
+    sig_range = max(float(sig_all.max() - sig_all.min()), 1e-12)
+    beta = _beta_curve(plant, cfg0, clk, sig_range)
+    ts = _tau_star(cfg0)
+    t = np.arange(T, dtype=np.float64)
+
+    # accuracies (fractions): level + beta * centred sigma + seed offset + noise
+    level = plant.level - (plant.level - 0.35) * np.exp(-t / 3.0)
+    dsig = (sig - sig.mean())[:, None]
+    offset = rng.normal(0.0, plant.seed_noise, size=(R, 1))
+    val_acc = level[None, :] + beta[None, :] * dsig + offset + rng.normal(0.0, plant.noise, size=(R, T))
+    test_acc = val_acc - 0.005 + rng.normal(0.0, plant.noise, size=(R, T))
+    val_acc, test_acc = np.clip(val_acc, 0.0, 1.0), np.clip(test_acc, 0.0, 1.0)
+
+    # train accuracy: slower to interpolate at large sigma and batch for SGD
+    c_fit = {"sgd": 14.0, "sgd_momentum": 9.0}.get(cfg0.optimizer, 5.0)
+    r_fit = c_fit * (0.5 + sig) * math.sqrt(cfg0.batch_size / 128) * E / 300
+    expo = np.exp(-t[None, :] / r_fit[:, None])
+    train_acc = 1.0 - 0.9 * expo
+    train_loss = 2.3 * expo + 0.005
+
+    # weights: radial memory fades on the same decay as beta
+    w0 = 25.0 * sig
+    phi_w = np.abs(beta) / max(abs(beta[0]), 1e-12)
+    w_norm = 30.0 + (w0[:, None] - 30.0) * phi_w[None, :]
+    val_loss = 0.5 + 0.3 * sig[:, None] / 2.5 + 0.8 * ((t[None, :] - ts) / E) ** 2
+    val_loss[:, 0] = 2.3 + 0.01 * sig
+    pen = cfg0.l2 * w_norm[:, ts:ts + 1] ** 2  # constant per run: the penalty must not move tau_best
+    val_loss_raw = val_loss.copy()
+    val_loss = val_loss + pen
+    test_loss = val_loss + 0.02
+
+    # run lengths: divergence and early stopping cut rows
+    last = np.full(R, E, dtype=np.int64)
+    status = np.array(["completed"] * R, dtype=object)
+    div_ep = np.full(R, -1, dtype=np.int64)
+    stop_ep = np.full(R, -1, dtype=np.int64)
+    if cfg0.patience and ts + cfg0.patience < E:
+        last[:] = ts + cfg0.patience
+        stop_ep[:] = ts + cfg0.patience
+        status[:] = "early_stopped"
+    for i in diverge:
+        d = int(rng.integers(1, E + 1))
+        last[i], div_ep[i], status[i], stop_ep[i] = d, d, "diverged", -1
+        for arr in (train_loss, val_loss, val_loss_raw, test_loss):
+            arr[i, d] = np.nan
+        train_acc[i, d] = val_acc[i, d] = test_acc[i, d] = 0.1
+
+    mask = t[None, :] <= last[:, None]  # rows that exist
+    # summaries (metrics.summarize semantics, vectorised): tau_best over epochs >= 1 of finite val_loss
+    vl = np.where(mask & np.isfinite(val_loss), val_loss, np.inf)
+    vl[:, 0] = np.inf
+    tb = np.argmin(vl, axis=1)
+    has_tb = np.isfinite(vl[np.arange(R), tb])
+    hit = (train_acc >= 0.995) & mask
+    hit[:, 0] = False
+    ti = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+    rows = np.arange(R)
+    at = lambda a, e: np.where(e >= 0, a[rows, np.maximum(e, 0)], np.nan)  # noqa: E731
+    tb_or = np.where(has_tb, tb, -1)
+    val_best, val_interp = at(val_acc, tb_or), at(val_acc, ti)
+
+    run_ids = [r.run_id for r in runs]
+    pid = pack_id(runs)
+    cfg_cols = {f.name: [getattr(r, f.name) for r in runs] for f in dataclasses.fields(RunConfig)}
+    nullable = lambda a: pa.array(np.where(a >= 0, a, 0).astype(np.int32), mask=a < 0)  # noqa: E731
+    cols = {
+        "run_id": run_ids, **cfg_cols, "pack_id": [pid] * R, "status": list(status),
+        "epochs_done": last.astype(np.int32), "diverged_epoch": nullable(div_ep),
+        "stopped_epoch": nullable(stop_ep), "tau_best": nullable(tb_or), "tau_interp": nullable(ti),
+        "test_acc": at(test_acc, tb_or), "test_loss": at(test_loss, tb_or),
+        "val_acc_best": val_best, "val_loss_best": at(val_loss, tb_or), "val_acc_interp": val_interp,
+        "repair_gap": val_best - val_interp, "train_acc_final": train_acc[rows, last],
+        "train_acc_best": at(train_acc, tb_or), "w_norm_init": w_norm[:, 0],
+        "w_norm_best": at(w_norm, tb_or), "w_norm_final": w_norm[rows, last],
+        "t_sgd": clk["t_sgd"][last], "t_l2": clk["t_l2"][last], "t_adapt": clk["t_adapt"][last],
+        "n_params": np.full(R, 6_575_370, dtype=np.int64), "wall_time_s": last.astype(np.float64),
+        "initmem_version": [versions["initmem"]] * R, "torch_version": ["synthetic"] * R,
+        "device_name": ["synthetic"] * R, "updated_at": ["2026-01-01T00:00:00Z"] * R,
+    }
+    runs_tab = pa.Table.from_pydict({k: cols[k] for k in RUNS_SCHEMA.names}, schema=RUNS_SCHEMA)
+
+    ri, ei = np.nonzero(mask)  # row-major: run by run, epoch ascending
+    n = len(ri)
+    frac = np.linspace(1.0, 2.0, N_KERNELS)
+    frac = np.sqrt(frac / frac.sum())
+    kn = (w_norm[ri, ei][:, None] * frac[None, :]).ravel()
+    offsets = pa.array(np.arange(0, n * N_KERNELS + 1, N_KERNELS, dtype=np.int32))
+    ids = pa.DictionaryArray.from_arrays(pa.array(ri.astype(np.int32)), pa.array(run_ids)).cast(pa.string())
+    ecols = {
+        "run_id": ids, "epoch": pa.array(ei.astype(np.int32)), "step": pa.array(clk["step"][ei]),
+        "train_loss": train_loss[ri, ei], "train_acc": train_acc[ri, ei], "val_loss": val_loss[ri, ei],
+        "val_loss_raw": val_loss_raw[ri, ei], "val_acc": val_acc[ri, ei], "test_loss": test_loss[ri, ei],
+        "test_acc": test_acc[ri, ei], "lr": clk["lr"][ei], "t_sgd": clk["t_sgd"][ei],
+        "t_l2": clk["t_l2"][ei], "t_adapt": clk["t_adapt"][ei], "w_norm": w_norm[ri, ei],
+        "kernel_norms": pa.ListArray.from_arrays(offsets, pa.array(kn)), "wall_time": ei.astype(np.float64),
+    }
+    epochs_tab = pa.Table.from_pydict({k: ecols[k] for k in EPOCHS_SCHEMA.names}, schema=EPOCHS_SCHEMA)
+
+    mem = _planted_mem(plant, cfg0)
+    truth = {"pack_id": pid, "tau_star": ts, "clock": matching_clock(cfg0.optimizer, cfg0.l2),
+             "spread_pp": 100.0 * abs(beta[ts]) * sig_range, "mem_planted_pp": mem,
+             "sigma_min": float(sig.min()), "sigma_max": float(sig.max())}
+    beta_df = pd.DataFrame({"pack_id": pid, "epoch": np.arange(T, dtype=np.int32), "beta": beta})
+    return runs_tab, epochs_tab, truth, beta_df
+
+
+def generate(experiment: str | Sequence[str] = "main_grid", plant: Plant = Plant(),
+             **grid_kw) -> Iterator[tuple[str, pa.Table, pa.Table, dict, pd.DataFrame]]:
+    """Yield (pack_id, runs table, epochs table, truth row, beta frame) per procedure."""
+    import initmem
+    versions = {"initmem": getattr(initmem, "__version__", "0")}
+    rng = np.random.default_rng(plant.seed)
+    experiments = [experiment] if isinstance(experiment, str) else list(experiment)
+    for exp in experiments:
+        configs = grid(exp, **grid_kw)
+        groups: dict[tuple, list[RunConfig]] = {}
+        names = [f.name for f in dataclasses.fields(RunConfig) if f.name not in ("sigma_w", "seed")]
+        for c in configs:
+            key = tuple(getattr(c, k) for k in names)
+            groups.setdefault(key, []).append(c)
+        n_total = len(configs)
+        div = set(rng.choice(n_total, size=min(plant.n_diverged, n_total), replace=False).tolist()) \
+            if plant.n_diverged else set()
+        start = 0
+        for members in groups.values():
+            local = {i - start for i in div if start <= i < start + len(members)}
+            start += len(members)
+            runs_tab, epochs_tab, truth, beta_df = _pack(plant, members, rng, local, versions)
+            cfg = members[0]
+            truth.update({k: getattr(cfg, k) for k in ("experiment", "arch", "norm", "augment", "optimizer",
+                                                       "batch_size", "epochs", "schedule", "lr0", "l2")})
+            yield truth["pack_id"], runs_tab, epochs_tab, truth, beta_df
+
+
+def _truth_frames(truths: list[dict], betas: list[pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    return {"procedures": pd.DataFrame(truths),
+            "beta": pd.concat(betas, ignore_index=True) if betas else pd.DataFrame()}
+
+
+def write_synthetic(root: str, experiment: str | Sequence[str] = "main_grid", plant: Plant = Plant(),
+                    **grid_kw) -> dict[str, pd.DataFrame]:
+    """Write a results root (runs/<pack>.parquet, epochs/<pack>/e00000-<E>.parquet); return the truth.
+
+    One experiment -> `root` is its results root. Several -> one root per experiment,
+    `root/<experiment>`, as the sweeps write them (run_id leaves out the experiment, so the same
+    run can belong to two experiments: main_grid and lr_l2 share their lr0 = 1e-3, l2 = 0 runs).
+    """
+    truths, betas = [], []
+    several = not isinstance(experiment, str) and len(experiment) > 1
+    for pid, runs_tab, epochs_tab, truth, beta_df in generate(experiment, plant, **grid_kw):
+        base = os.path.join(root, truth["experiment"]) if several else root
+        folder = os.path.join(base, "epochs", pid)
+        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.join(base, "runs"), exist_ok=True)
+        last = int(pc.max(epochs_tab["epoch"]).as_py())
+        pq.write_table(epochs_tab, os.path.join(folder, f"e00000-{last:05d}.parquet"))
+        pq.write_table(runs_tab, os.path.join(base, "runs", f"{pid}.parquet"))
+        truth["root"] = base
+        truths.append(truth)
+        betas.append(beta_df)
+    return _truth_frames(truths, betas)
+
+
+def synthetic_frames(experiment: str | Sequence[str] = "main_grid", plant: Plant = Plant(),
+                     **grid_kw) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """(runs, epochs, truth) in memory, as the contract's reader would return them (no files)."""
+    nullable = {pa.int32(): pd.Int32Dtype()}  # as initmem.results reads int32 columns
+    rt, et, truths, betas = [], [], [], []
+    for _, runs_tab, epochs_tab, truth, beta_df in generate(experiment, plant, **grid_kw):
+        rt.append(runs_tab)
+        et.append(epochs_tab)
+        truths.append(truth)
+        betas.append(beta_df)
+    runs = pa.concat_tables(rt).to_pandas(types_mapper=nullable.get)
+    epochs = pa.concat_tables(et).to_pandas(types_mapper=nullable.get)
+    return runs, epochs, _truth_frames(truths, betas)
+
