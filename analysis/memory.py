@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs, _ = load(args.roots, epoch_columns=["epoch"])
     sp = spread(runs, args.by, args.metric, n_boot=args.n_boot)
     show = (args.by or varying(runs, procedure_columns(runs))) + ["mem", "lo", "hi", "n_sigma", "n_runs"]
-    print(sp[show].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(sp[show].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 if __name__ == "__main__":

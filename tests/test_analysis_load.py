@@ -136,3 +136,18 @@ def test_duckdb_and_pandas_answer_spread_per_optimizer_and_batch_size(root):
     assert dd["optimizer"].tolist() == ours["optimizer"].tolist()
     pdq = pandas_query(r).reset_index()
     np.testing.assert_allclose(pdq["test_acc"], ours["mem"], rtol=1e-12)
+
+
+def test_synthetic_cli_writes_one_root_per_experiment(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "synthetic_results", os.path.join(os.path.dirname(__file__), "..", "bench", "synthetic_results.py"))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    cli.main([str(tmp_path), "--experiment", "best_recipe", "long_sgd", "--seeds", "0", "--epochs", "3",
+              "--beta-mode", "epoch", "--mem", "none"])
+    assert "wrote" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == ["best_recipe", "long_sgd"]
+    runs, epochs = load([str(tmp_path / "best_recipe"), str(tmp_path / "long_sgd")])
+    assert set(runs["experiment"]) == {"best_recipe", "long_sgd"} and len(runs) == 12 + 10
+    assert len(epochs) == (12 + 10) * 4
