@@ -85,11 +85,23 @@ def _color_map(values: Sequence[str]) -> dict[str, str]:
     return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(values)}
 
 
+def empty_figure(title: str, message: str = "no data") -> go.Figure:
+    """A titled figure that says why it is empty (e.g. no run interpolated, one sigma only)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=14))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(title=title, height=220, **LAYOUT)
+    return fig
+
+
 def fig_vs_sigma(stats: pd.DataFrame, color: str | Sequence[str] | None, facet=None, title: str = "",
                  ylabel: str = "", band: tuple[str, str] = ("p10", "p90"), ref: pd.DataFrame | None = None,
                  ref_name: str = "initial", max_cols: int = 5, dash: dict | None = None) -> go.Figure:
     """Mean of a metric vs sigma_w with a shaded percentile band, one line per `color`, one panel
     per `facet` (Figures 1, 3, 5, 7, 8). `ref` (same shape) is drawn dashed grey (e.g. initial norm)."""
+    if len(stats) == 0:
+        return empty_figure(title, "no data (no run has this metric, e.g. none reached 99.5% train accuracy)")
     ccols = [color] if isinstance(color, str) else list(color or [])
     d = stats.assign(_c=labels(stats, ccols).to_numpy())
     cmap = _color_map(list(dict.fromkeys(d.sort_values(ccols or ["sigma_w"])["_c"])))
@@ -130,6 +142,8 @@ def fig_heatmaps(cells: pd.DataFrame, facet: str = "batch_size", row: str = "opt
                  zlabel: str = "test acc (pp)") -> go.Figure:
     """Figure 2: one heatmap per `facet` (rows `row`, columns sigma_w, colour = mean `z`), with a
     x where the mean `mark` (train accuracy at tau_best, pp) is below `mark_below`."""
+    if len(cells) == 0 or not np.isfinite(cells[z]).any():
+        return empty_figure(title)
     panels = _facets(cells, facet)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], shared_yaxes=True,
                         horizontal_spacing=0.02)
@@ -152,6 +166,8 @@ def fig_repair_map(spreads: pd.DataFrame, label_cols: Sequence[str], facet: str 
                    title: str = "", value: str = "mem") -> go.Figure:
     """Figure 4 inset / repair map: spread (pp) per configuration, sorted ascending, with the
     bootstrap interval as error bars, one panel per `facet`."""
+    if len(spreads) == 0:
+        return empty_figure(title)
     d = spreads.assign(_l=labels(spreads, [c for c in label_cols if c != facet]).to_numpy())
     panels = _facets(d, facet)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.12)
@@ -176,6 +192,9 @@ def fig_beta(beta: pd.DataFrame, x: str = "epoch", color: str | Sequence[str] = 
     d = beta.assign(_c=labels(beta, ccols).to_numpy(), _y=np.maximum(beta["beta"].abs(), floor))
     if log_x:
         d = d[d[x] > 0]
+    d = d[np.isfinite(d["_y"])]
+    if len(d) == 0:
+        return empty_figure(title, "no finite |beta| (a single sigma_w, or no positive clock)")
     cmap = _color_map(list(dict.fromkeys(d.sort_values(ccols)["_c"])))
     panels = _facets(d, facet)
     rows, cols = _grid(len(panels), max_cols)

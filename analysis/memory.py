@@ -223,6 +223,9 @@ def delta_table(runs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
     acc = _wide(two, by, "test_acc", None, prefix="test@")
     taus = tau_table(two, by)
     out = acc.merge(taus, on=by, how="outer") if by else pd.concat([acc, taus], axis=1)
+    for c in (f"test@{lo_s:g}", f"test@{hi_s:g}"):
+        if c not in out:
+            out[c] = np.nan  # every run at this sigma lacks an accuracy (diverged before epoch 1)
     out["|delta|"] = (out[f"test@{lo_s:g}"] - out[f"test@{hi_s:g}"]).abs()
     return out
 

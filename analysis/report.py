@@ -88,7 +88,7 @@ def _num(v, digits: int = 1, sig: bool = False) -> str:
     return f"{float(v):.3g}" if sig else f"{float(v):.{digits}f}"
 
 
-SIG_COLUMNS = ("t_sgd", "t_l2", "t_adapt", "T", "s_clock", "s_epoch", "score", "D_start", "D_end", "a_end", "b_end",
+SIG_COLUMNS = ("sigma_w", "t_sgd", "t_l2", "t_adapt", "T", "s_clock", "s_epoch", "score", "D_start", "D_end", "a_end", "b_end",
                "lr0", "l2", "lr", "weight_decay")
 
 
@@ -449,9 +449,12 @@ def clock_section(A: Analysis) -> list[str]:
     text = ("Each procedure's three clocks after its last update (median over its runs) beside its spread. "
             "The clock that belongs to the optimizer is 'clock'/'T'. Use `python -m analysis.clocks` to place "
             "a recipe that has not been run among these.")
-    if len(ct) >= 3:
-        corr = pd.Series(np.log10(ct["T"].clip(lower=1e-12))).corr(ct["mem"].reset_index(drop=True), method="spearman")
-        text += f" Spearman rank correlation of log T (own clock) with the spread over all {len(ct)} procedures: {corr:.2f}."
+    rx, ry = ct["T"].rank().to_numpy(float), ct["mem"].rank().to_numpy(float)  # Spearman = Pearson of ranks
+    ok = np.isfinite(rx) & np.isfinite(ry)
+    if ok.sum() >= 3 and np.ptp(rx[ok]) > 0 and np.ptp(ry[ok]) > 0:
+        corr = float(np.corrcoef(rx[ok], ry[ok])[0, 1])
+        text += (f" Spearman rank correlation of the own clock T with the spread over {int(ok.sum())} "
+                 f"procedures: {corr:.2f}.")
     return [_p(text), table_html(ct[show], "Forgetting clocks (T_SGD, T_L2, T_adapt at the final epoch) and spread (pp).")]
 
 

@@ -363,7 +363,9 @@ def write_synthetic(root: str, experiment: str | Sequence[str] = "main_grid", pl
 
 def synthetic_frames(experiment: str | Sequence[str] = "main_grid", plant: Plant = Plant(),
                      **grid_kw) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """(runs, epochs, truth) in memory, as the contract's reader would return them (no files)."""
+    """(runs, epochs, truth) in memory, as analysis.load.load would return them (no files): the
+    contract's columns plus the `run` and `procedure` keys. One experiment at a time (run_ids of
+    different experiments can coincide)."""
     nullable = {pa.int32(): pd.Int32Dtype()}  # as initmem.results reads int32 columns
     rt, et, truths, betas = [], [], [], []
     for _, runs_tab, epochs_tab, truth, beta_df in generate(experiment, plant, **grid_kw):
@@ -371,7 +373,11 @@ def synthetic_frames(experiment: str | Sequence[str] = "main_grid", plant: Plant
         et.append(epochs_tab)
         truths.append(truth)
         betas.append(beta_df)
-    runs = pa.concat_tables(rt).to_pandas(types_mapper=nullable.get)
+    from analysis.load import _run_index, add_procedure
+    runs = add_procedure(pa.concat_tables(rt).to_pandas(types_mapper=nullable.get))
+    runs["run"] = np.arange(len(runs), dtype=np.int64)
     epochs = pa.concat_tables(et).to_pandas(types_mapper=nullable.get)
+    epochs["epoch"] = epochs["epoch"].to_numpy(np.int32)
+    epochs["run"] = _run_index(epochs["run_id"], runs["run_id"])
     return runs, epochs, _truth_frames(truths, betas)
 

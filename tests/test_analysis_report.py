@@ -190,3 +190,31 @@ def test_report_from_a_real_smoke_run(tmp_path):
     info, logs = _open(str(path), str(tmp_path / "smoke.png"))
     assert info["errors"] == [] and logs == [], (info["errors"], logs)
     assert info["plots"] == info["figs"] == info["drawn"] and info["figs"] >= 2
+
+
+DEGENERATE = {
+    "no_run_interpolates": ("main_grid", dict(optimizers=["sgd", "adam"], batch_sizes=[16, 128], sigmas=[0.5, 2.0],
+                                              seeds=[0], epochs=2)),
+    "one_optimizer_one_batch": ("main_grid", dict(optimizers=["sgd"], batch_sizes=[128], sigmas=[0.5, 2.0],
+                                                  seeds=[0, 1], epochs=3)),
+    "one_sigma": ("main_grid", dict(optimizers=["sgd", "adam"], batch_sizes=[16, 128], sigmas=[1.0], seeds=[0, 1],
+                                    epochs=3)),
+    "lr_l2_one_batch": ("lr_l2", dict(batch_sizes=[16], sigmas=[0.5, 2.0], seeds=[0], epochs=2)),
+    "depth_early_stop": ("depth", dict(optimizers=["sgd"], batch_sizes=[16], sigmas=[0.5, 2.0], seeds=[0], epochs=40)),
+    "best_recipe_one_seed": ("best_recipe", dict(optimizers=["adam"], batch_sizes=[128], seeds=[0], epochs=2)),
+    "long_sgd_short": ("long_sgd", dict(batch_sizes=[16], sigmas=[0.5, 2.0], epochs=3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEGENERATE))
+@pytest.mark.parametrize("diverged", [0, 2])
+def test_degenerate_data_still_builds(name, diverged):
+    from analysis.synthetic import synthetic_frames
+    exp, kw = DEGENERATE[name]
+    runs, epochs, _ = synthetic_frames(exp, Plant(n_diverged=diverged, seed=diverged), **kw)
+    if name == "no_run_interpolates":
+        runs = runs.assign(tau_interp=pd.array([None] * len(runs), dtype="Int32"), val_acc_interp=float("nan"),
+                           repair_gap=float("nan"))
+    html = build_report(runs, epochs, n_boot=20, linear_model=False)
+    assert re.findall(r"<section id='([^']+)'>", html) == [exp, "clocks"]
+    assert html.count("Plotly.newPlot(") == html.count("<div class='fig'>")
