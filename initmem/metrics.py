@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 INTERP_THRESHOLD = 0.995  # train accuracy that counts as interpolation (tau_interp)
 
@@ -49,8 +48,9 @@ def clocks(steps: Sequence[int] | np.ndarray, *, lr0: float, batch_size: int, to
             "lr": np.asarray(lr_schedule(steps, total_steps, lr0, alpha, schedule), dtype=np.float64)}
 
 
-def kernel_norms(kernels: Sequence[torch.Tensor]) -> torch.Tensor:
+def kernel_norms(kernels: Sequence["torch.Tensor"]) -> "torch.Tensor":
     """Frobenius norm of each packed kernel (M, ...) per run -> (M, n_kernels), float64."""
+    import torch  # here, not at the top: analysis/ uses the clocks without paying torch's import
     return torch.stack([k.detach().double().flatten(1).norm(dim=1) for k in kernels], dim=1)
 
 
