@@ -67,14 +67,12 @@ def test_pack_equals_each_run_alone(data, optimizer, norm, augment):
     assert_pack_equals_alone(four_runs(optimizer, norm, augment), data)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "sgd_momentum", "adam", "adamw", "muon", "muon_conv"])
 @pytest.mark.parametrize("norm, augment", [("batchnorm", True), ("layernorm", False)])
 def test_pack_equals_each_run_alone_other_norm_aug_pairs(data, optimizer, norm, augment):
     assert_pack_equals_alone(four_runs(optimizer, norm, augment), data)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("arch, norm", [("resnet56", "batchnorm"), ("r9_avgpool", "layernorm")])
 def test_pack_equals_alone_other_archs(data, arch, norm):
     runs = [r.replace(width=0.25, epochs=1) for r in four_runs("adam", norm, True, arch=arch)[:2]]
