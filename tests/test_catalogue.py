@@ -1,0 +1,141 @@
+"""tune_jobs.catalogue: the six SPEC experiments, their smoke presets, user grids."""
+
+import textwrap
+
+import pytest
+
+from initmem.config import ConfigError
+from tune_jobs.catalogue import (EXPERIMENTS, OPT5, SEEDS10, SIGMA5, SIGMA25, experiment_from_spec,
+                                 get_experiment, load_user_experiment)
+
+SPEC_COUNTS = {"main_grid": 6_250, "long_sgd": 10, "lr_l2": 1_200, "norm_aug": 200, "best_recipe": 120, "depth": 1_500}
+
+
+def values(runs, field):
+    return sorted({getattr(r, field) for r in runs}, key=lambda v: (str(type(v)), v))
+
+
+@pytest.fixture(scope="module")
+def full():
+    return {name: e.runs("full") for name, e in EXPERIMENTS.items()}
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return {name: e.runs("smoke") for name, e in EXPERIMENTS.items()}
+
+
+def test_exact_run_counts(full):
+    assert set(EXPERIMENTS) == set(SPEC_COUNTS)
+    for name, n in SPEC_COUNTS.items():
+        assert len(full[name]) == n == EXPERIMENTS[name].expected_runs, name
+        assert len({r.run_id for r in full[name]}) == n, f"{name}: duplicate run_ids"
+        assert {r.experiment for r in full[name]} == {name}
+
+
+def test_axes_are_the_papers():
+    assert SEEDS10 == (0, 1, 42, 123, 456, 789, 999, 2024, 2025, 2026)
+    assert SIGMA25 == tuple(round(0.1 * i, 1) for i in range(1, 26)) and SIGMA25[2] == 0.3  # exact decimals
+    assert SIGMA5 == (0.1, 0.5, 1.0, 1.8, 2.5)
+    assert OPT5 == ("sgd", "sgd_momentum", "adam", "adamw", "muon")
+
+
+def test_main_grid(full):
+    runs = full["main_grid"]
+    assert values(runs, "arch") == ["resnet9"] and values(runs, "batch_size") == [16, 32, 64, 128, 256]
+    assert len(values(runs, "sigma_w")) == 25 and len(values(runs, "seed")) == 10
+    assert {(r.epochs, r.schedule, r.lr0, r.alpha, r.augment, r.norm, r.l2) for r in runs} == \
+        {(300, "cosine", 1e-3, 0.01, False, "batchnorm", 0.0)}
+    wd = {r.optimizer: r.weight_decay for r in runs}
+    assert wd == {"sgd": 0.0, "sgd_momentum": 0.0, "adam": 0.0, "adamw": 1e-4, "muon": 1e-4}
+
+
+def test_ablations(full):
+    long = full["long_sgd"]
+    assert {(r.optimizer, r.schedule, r.lr0, r.epochs, r.seed) for r in long} == {("sgd", "constant", 1e-3, 5000, 42)}
+    lr = full["lr_l2"]
+    assert values(lr, "lr0") == [1e-3, 1e-2, 1e-1] and values(lr, "l2") == [0.0, 1e-3, 5e-3, 1e-2]
+    assert values(lr, "optimizer") == ["sgd"] and values(lr, "batch_size") == [16, 128]
+    na = full["norm_aug"]
+    assert values(na, "norm") == ["batchnorm", "layernorm"] and values(na, "augment") == [True]
+    assert values(na, "seed") == [0, 1, 42, 123, 456]
+
+
+def test_best_recipe_uses_l2_penalty_not_decay(full):
+    runs = full["best_recipe"]
+    sgdm = [r for r in runs if r.optimizer == "sgd_momentum"]
+    adam = [r for r in runs if r.optimizer == "adam"]
+    assert len(sgdm) == len(adam) == 60
+    assert {(r.lr0, r.momentum, r.l2, r.weight_decay) for r in sgdm} == {(0.1, 0.9, 5e-4, 0.0)}
+    assert {(r.lr0, r.l2) for r in adam} == {(1e-3, 0.0)}
+    assert {(r.epochs, r.augment, r.schedule) for r in runs} == {(200, True, "cosine")}
+    assert values(runs, "sigma_w") == [0.1, 2.5] and values(runs, "batch_size") == [16, 128, 256]
+
+
+def test_depth_patience(full):
+    runs = full["depth"]
+    assert {(r.arch, r.patience) for r in runs} == {("resnet56", 30), ("resnet110", 30), ("r9_avgpool", 0)}
+    assert len([r for r in runs if r.arch == "r9_avgpool"]) == 500
+
+
+def test_smoke_presets_are_tiny_and_same_shape(full, smoke):
+    for name, runs in smoke.items():
+        assert 1 <= len(runs) <= 24, name
+        assert {r.experiment for r in runs} == {name} and EXPERIMENTS[name].label("smoke") == f"{name}_smoke"
+        assert all(r.epochs <= 2 and r.width == 0.125 and r.eval_subset == 500 for r in runs), name
+        assert all(1000 <= r.train_subset <= 2000 for r in runs), name
+        assert len(values(runs, "seed")) == 1 and len(values(runs, "sigma_w")) == 2, name
+        # same shape: every field that varies in the smoke varies in the full experiment, and the
+        # fields the full one holds fixed (but the smoke size fields) are equal
+        for field in ("arch", "norm", "augment", "optimizer", "schedule", "patience", "momentum", "l2", "lr0"):
+            assert set(values(runs, field)) <= set(values(full[name], field)), (name, field)
+        assert len(values(runs, "batch_size")) <= 2
+    assert len(smoke["main_grid"]) == 20 and values(smoke["main_grid"], "optimizer") == sorted(OPT5)
+    sgdm = [r for r in smoke["best_recipe"] if r.optimizer == "sgd_momentum"]
+    assert {(r.lr0, r.l2, r.momentum) for r in sgdm} == {(0.1, 5e-4, 0.9)}
+
+
+def test_unknown_experiment_and_preset():
+    with pytest.raises(ConfigError, match="unknown experiment 'nosuch'.*main_grid"):
+        get_experiment("nosuch")
+    with pytest.raises(ConfigError, match="preset='huge'"):
+        EXPERIMENTS["main_grid"].runs("huge")
+
+
+def test_user_grid_yaml(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text(textwrap.dedent("""
+        name: mine
+        fixed: {epochs: 5, augment: true}
+        axes:
+          optimizer: [sgd, adam]
+          sigma_w: [0.1, 1.0, 2.5]
+          seed: [0, 1]
+    """))
+    exp = get_experiment(str(f))
+    runs = exp.runs("full")
+    assert len(runs) == 12 and {r.epochs for r in runs} == {5} and {r.experiment for r in runs} == {"mine"}
+    small = exp.runs("smoke")
+    assert len(small) == 4 and {r.width for r in small} == {0.125} and values(small, "sigma_w") == [0.1, 2.5]
+
+
+def test_user_grid_python(tmp_path):
+    f = tmp_path / "mine.py"
+    f.write_text("EXPERIMENT = {'name': 'py_grid', 'grids': [{'fixed': {'optimizer': 'adam'}, 'axes': {'seed': [0, 1]}},"
+                 " {'fixed': {'optimizer': 'sgd'}, 'axes': {'lr0': [0.01, 0.1]}}]}\n")
+    assert len(load_user_experiment(str(f)).runs("full")) == 4
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"axes": {"optimizr": ["sgd"]}}, r"unknown run field 'optimizr'; allowed fields: \[.*'optimizer'"),
+    ({"axes": {"optimizer": ["sgd", "sgdd"]}}, r"optimizer='sgdd' is not allowed: one of \['sgd'"),
+    ({"axes": {"batch_size": [0]}}, r"batch_size=0 is not allowed: an integer >= 1"),
+    ({"fixed": {"optimizer": "sgd", "weight_decay": 1e-4}}, r"weight_decay=0.0001 is not allowed"),
+    ({"axes": {"sigma_w": 0.5}}, r"axis sigma_w=0.5 is not allowed: a non-empty list"),
+    ({"axes": {"seed": [0]}, "grid": {}}, r"unknown key\(s\) \['grid'\]"),
+    ({"name": "main_grid", "axes": {"seed": [0]}}, r"taken by the catalogue"),
+    ({"axes": {"seed": [0, 0]}}, r"holds the same run twice"),
+])
+def test_user_grid_invalid(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        experiment_from_spec({"name": "bad", **spec} if "name" not in spec else spec, source="bad.yaml")

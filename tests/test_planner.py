@@ -1,0 +1,99 @@
+"""tune_jobs.planner: analytic architecture, pack sizes from the device, dry-run printout and cost."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from initmem.config import RunConfig
+from tune_jobs.catalogue import EXPERIMENTS
+from tune_jobs.planner import (CPU_PACK_SIZE, Device, detect_device, format_plan, forward_flops, make_packs,
+                               make_plan, n_params, pack_labels, run_flops, run_memory_bytes)
+from tune_jobs.runner import SweepOptions, run_sweep
+
+GPU80 = Device("cuda", "test GPU", 80.0, efficiency=0.4)
+CPU = Device("cpu", "test CPU", 16.0, cores=1, efficiency=0.3)
+
+
+@pytest.mark.parametrize("arch", ["resnet9", "r9_avgpool", "resnet56", "resnet110"])
+@pytest.mark.parametrize("width", [1.0, 0.5, 0.125])
+def test_parameter_count_matches_the_model(arch, width):
+    from initmem.models import build_model
+    assert n_params(arch, width) == build_model(RunConfig(arch=arch, width=width), 1).n_params_per_run()
+
+
+def test_flops_by_hand():
+    # ResNet-9: 9*(3*64*32^2 + 64*128*32^2 + 2*128*128*16^2 + 128*256*16^2 + 256*512*8^2 + 2*512*512*4^2) + 512*10 MACs
+    macs = 9 * (3 * 64 * 1024 + 64 * 128 * 1024 + 2 * 128 * 128 * 256 + 128 * 256 * 256 + 256 * 512 * 64
+                + 2 * 512 * 512 * 16) + 5120
+    assert forward_flops("resnet9") == 2 * macs == pytest.approx(0.759e9, rel=1e-3)
+    cfg = RunConfig(epochs=300)
+    assert run_flops(cfg) == 2 * macs * (300 * (3 * 40_000 + 2 * 10_000) + 40_000 + 2 * 10_000)
+    assert n_params("resnet9") == 6_575_370  # SPEC: 6.58M
+
+
+def test_packs_cover_every_run_once_and_share_a_key():
+    runs = EXPERIMENTS["main_grid"].runs("full")
+    for device in (GPU80, CPU):
+        packs = make_packs(runs, device)
+        ids = [r.run_id for p in packs for r in p]
+        assert sorted(ids) == sorted(r.run_id for r in runs)
+        assert all(len({r.pack_key for r in p}) == 1 for p in packs)
+        assert len(set(pack_labels(packs))) == len(packs)
+    cpu = make_packs(runs, CPU)
+    assert max(map(len, cpu)) == CPU_PACK_SIZE and len(cpu) == 25 * 63
+    gpu = make_packs(runs, GPU80)
+    by_b, by_group = {}, {}
+    for p in gpu:
+        by_b.setdefault(p[0].batch_size, []).append(len(p))
+        by_group.setdefault(p[0].pack_key, []).append(len(p))
+    assert by_b[16] == [250] * 5                 # a whole pack-key group on one GPU
+    assert max(by_b[256]) < max(by_b[128]) < 250  # bigger batches, more activations, smaller packs
+    for p in gpu:  # every pack fits the memory model
+        assert len(p) * run_memory_bytes(p[0]) <= 0.75 * 80e9
+    assert all(max(s) - min(s) <= 8 for s in by_group.values())  # a group splits into (near) equal packs
+
+
+def test_explicit_cap_and_smaller_gpu():
+    runs = EXPERIMENTS["main_grid"].runs("full")
+    assert max(map(len, make_packs(runs, GPU80, cap=10))) == 10
+    small = Device("cuda", "16 GB", 16.0, efficiency=0.4)
+    assert len(make_packs(runs, small)) > len(make_packs(runs, GPU80))
+
+
+def test_detect_device():
+    assert detect_device("cpu").kind == "cpu"
+    assert detect_device("cuda", gpu_memory_gb=40).memory_gb == 40
+    assert detect_device("auto", cluster_gpus=8).kind == "cuda"
+    assert detect_device("auto", cluster_gpus=0).kind == "cpu"
+
+
+def test_plan_printout_says_runs_packs_trials_cost():
+    exp = EXPERIMENTS["best_recipe"]
+    plan = make_plan(exp.label("full"), "full", exp.runs("full"), GPU80)
+    text = format_plan(plan)
+    assert "runs        120" in text and "trials      " in text and "GPU" in text and "h on one GPU" in text
+    assert {r.device for r in plan.runs} == {"cuda"}
+    assert plan.device_hours() == pytest.approx(plan.total_flops / (67e12 * 0.4) / 3600)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_dry_run_of_each_full_experiment_prints_its_count(name, tmp_path):
+    lines = []
+    result = run_sweep(EXPERIMENTS[name], "full", SweepOptions(storage=str(tmp_path), dry_run=True, device="cuda"),
+                       out=lines.append)
+    text = "\n".join(lines)
+    assert f"runs        {EXPERIMENTS[name].expected_runs:,}\n" in text
+    assert "dry run     nothing trained" in text and result.finished_runs == 0
+    assert not (tmp_path / name).exists()  # a dry run writes nothing
+
+
+def test_main_grid_dry_run_command_within_10_seconds(tmp_path):
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tune_jobs.main_grid", "--preset", "full", "--dry-run",
+                           "--storage", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert "runs        6,250" in proc.stdout and "Tune trials" in proc.stdout and "EFLOP" in proc.stdout
+    assert elapsed <= 10, f"dry run took {elapsed:.1f}s"

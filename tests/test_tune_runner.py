@@ -1,0 +1,162 @@
+"""tune_jobs.runner / cli without a cluster: bad input fails before anything starts; the stand-in
+honours train_pack's resume contract; the stored plan guards the storage."""
+
+import socket
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from initmem.config import ConfigError
+from initmem.results import read_epochs, read_runs
+from tune_jobs import cli
+from tune_jobs.catalogue import EXPERIMENTS, experiment_from_spec
+from tune_jobs.planner import Device, make_plan
+from tune_jobs.runner import (SweepError, check_address, check_storage, experiment_paths, load_plan, save_plan)
+from tune_jobs.standin import instant_train_pack
+
+TINY = {"name": "tiny", "fixed": {"dataset": "synthetic", "epochs": 4, "width": 0.125, "train_subset": 64,
+                                  "eval_subset": 32, "batch_size": 32},
+        "axes": {"optimizer": ["sgd", "adam"], "sigma_w": [0.5, 2.0]}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(argv, capsys, experiment=None):
+    code = cli.main(argv, experiment=experiment)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def ray_started() -> bool:
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+# --- bad input: a clear error, exit status 2, before Ray or any training starts -----------------------
+
+def test_unknown_experiment(capsys, tmp_path):
+    code, _, err = run_cli(["nosuch", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "unknown experiment 'nosuch'" in err and "main_grid" in err
+    assert not ray_started()
+
+
+def test_unknown_preset():
+    proc = subprocess.run([sys.executable, "-m", "tune_jobs.main_grid", "--preset", "huge"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "invalid choice: 'huge'" in proc.stderr and "smoke" in proc.stderr
+
+
+def test_unwritable_storage(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(["--storage", str(blocker / "sub"), "--set", "dataset=synthetic"], capsys, "main_grid")
+    assert code == 2 and "is not writable" in err and "--storage" in err
+    assert not ray_started()
+    with pytest.raises(SweepError, match="not writable"):
+        check_storage("nosuchscheme://bucket/x")
+
+
+def test_unreachable_cluster_fails_fast(capsys, tmp_path):
+    port = free_port()  # nothing listens there
+    t0 = time.perf_counter()
+    code, _, err = run_cli(["--storage", str(tmp_path), "--set", "dataset=synthetic",
+                            "--address", f"127.0.0.1:{port}"], capsys, "main_grid")
+    assert code == 2 and f"cannot reach a Ray cluster at 127.0.0.1:{port}" in err and "ray start --head" in err
+    assert time.perf_counter() - t0 < 10
+    assert not ray_started()
+    with pytest.raises(SweepError, match="not a Ray cluster address"):
+        check_address("no-port-here")
+
+
+def test_invalid_user_grid(capsys, tmp_path):
+    grid = tmp_path / "bad.yaml"
+    grid.write_text("name: bad\naxes:\n  optimizer: [sgd, rmsprop]\n  sigma_w: [0.1]\n")
+    code, _, err = run_cli([str(grid), "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "optimizer='rmsprop' is not allowed" in err and "'sgd'" in err
+    grid.write_text("name: bad\naxes:\n  sigma: [0.1]\n")
+    code, _, err = run_cli([str(grid), "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "unknown run field 'sigma'" in err and "sigma_w" in err
+    assert not (tmp_path / "bad").exists() and not ray_started()
+
+
+def test_invalid_override_and_flags(capsys, tmp_path):
+    code, _, err = run_cli(["--storage", str(tmp_path), "--set", "precision=fp16"], capsys, "main_grid")
+    assert code == 2 and "precision='fp16' is not allowed" in err
+    code, _, err = run_cli(["--storage", str(tmp_path), "--set", "oops"], capsys, "main_grid")
+    assert code == 2 and "FIELD=VALUE" in err
+    code, _, err = run_cli(["--storage", str(tmp_path), "--max-concurrent", "0"], capsys, "main_grid")
+    assert code == 2 and "--max-concurrent=0" in err
+
+
+def test_missing_data_says_how_to_pass_it(capsys, tmp_path, monkeypatch):
+    import initmem.data
+    monkeypatch.delenv("INITMEM_DATA", raising=False)
+    monkeypatch.setattr(initmem.data, "DEFAULT_ROOT", tmp_path / "no_cache")
+    code, _, err = run_cli(["--storage", str(tmp_path)], capsys, "main_grid")
+    assert code == 2 and "--data" in err and "INITMEM_DATA" in err
+    code, _, err = run_cli(["--storage", str(tmp_path), "--data", str(tmp_path / "none.npz")], capsys, "main_grid")
+    assert code == 2 and "does not exist" in err
+    assert not ray_started()
+
+
+def test_default_storage_is_said(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(["--dry-run"], capsys, "long_sgd")
+    assert code == 0 and "./results (default" in out and str(tmp_path / "results" / "long_sgd_smoke") in out
+
+
+# --- the stand-in honours the resume contract ---------------------------------------------------------
+
+def test_standin_resume_is_exactly_once(tmp_path):
+    runs = experiment_from_spec(TINY).runs("full")[:2]
+    clean, broken, ckpt = str(tmp_path / "clean"), str(tmp_path / "broken"), tmp_path / "ckpt"
+    instant_train_pack(runs, results=clean, checkpoint_dir=tmp_path / "c0", checkpoint_every=2, log=None)
+
+    class Died(Exception):
+        pass
+
+    def die_at_3(epoch, _dir):  # dies after the checkpoint of epoch 2 would be too late: die mid-interval
+        if epoch == 4:
+            raise Died
+    # first attempt: checkpoints at 2, writes epochs 3-4 and dies before on_checkpoint(4) returns
+    with pytest.raises(Died):
+        instant_train_pack(runs, results=broken, checkpoint_dir=ckpt, checkpoint_every=2, on_checkpoint=die_at_3,
+                           log=None)
+    (ckpt / "state.json").write_text('{"epoch": 2}')  # as if the checkpoint of epoch 4 never landed
+    rows = instant_train_pack(runs, results=broken, checkpoint_dir=ckpt, checkpoint_every=2, log=None)
+    assert {r["status"] for r in rows} == {"completed"}
+    a = read_epochs(clean).sort_values(["run_id", "epoch"]).reset_index(drop=True)
+    b = read_epochs(broken).sort_values(["run_id", "epoch"]).reset_index(drop=True)
+    assert len(b) == 2 * 5
+    pd.testing.assert_frame_equal(a, b)
+    assert len(read_runs(broken)) == 2
+
+
+# --- the stored plan ------------------------------------------------------------------------------------
+
+def test_stored_plan_wins_and_guards_the_storage(tmp_path):
+    exp = experiment_from_spec(TINY)
+    runs = exp.runs("full")
+    exp_dir, results, tune_dir = experiment_paths(str(tmp_path), exp.label("full"))
+    assert results == exp_dir and exp_dir.endswith("/tiny") and tune_dir.endswith("/tiny/tune")
+    assert load_plan(exp_dir, runs) is None
+    check_storage(exp_dir)
+    plan = make_plan("tiny", "full", runs, Device("cpu", "cpu", 8.0, 1, 0.3), max_pack=1)
+    save_plan(plan, exp_dir)
+    again = load_plan(exp_dir, runs)
+    assert [[r.run_id for r in p] for p in again.packs] == [[r.run_id for r in p] for p in plan.packs]
+    with pytest.raises(SweepError, match="different set of runs"):
+        load_plan(exp_dir, runs[:-1])
+
+
+def test_uri_paths():
+    exp_dir, results, tune_dir = experiment_paths("s3://bucket/initmem/", "main_grid")
+    assert (exp_dir, results, tune_dir) == ("s3://bucket/initmem/main_grid", "s3://bucket/initmem/main_grid",
+                                            "s3://bucket/initmem/main_grid/tune")
+    assert EXPERIMENTS["main_grid"].label("smoke") == "main_grid_smoke"

@@ -1,0 +1,343 @@
+"""Runs -> packs -> Tune trials, and what they will cost, without training anything.
+
+    python -m tune_jobs.main_grid --preset full --dry-run            # prints this module's plan
+    python -m tune_jobs.main_grid --preset full --dry-run --device cuda --gpu-memory-gb 80
+
+A pack is the runs that share RunConfig.pack_key (config.group_into_packs), split at a maximum
+pack size that defaults from the device:
+  - cuda: as many runs as fit in GPU memory (GPU_MEMORY_FRACTION of it, after the data), from an
+    analytic model of weights + gradients + optimizer state + saved activations per run; a group
+    too big for one GPU is split into equal packs;
+  - cpu: CPU_PACK_SIZE runs (lockstep packing pays little on a CPU, small packs keep trials short).
+Each pack is one Tune trial.
+
+Cost: FLOPs per run are counted analytically from the architecture (3x3 conv multiply-adds at
+each layer's output size, x2 FLOPs per MAC; dense head; norms, pools and the optimizer ignored):
+    FLOPs/run = F * [epochs * (3 * n_train + 2 * n_eval) + n_train + 2 * n_eval]
+F the forward FLOPs of one image, 3x for a training step (forward + backward), val and test
+evaluated after every epoch, the train split once more at epoch 0. Early stopping is ignored
+(an upper bound). Device-hours = FLOPs / (peak * efficiency); the peaks and the efficiency are
+stated in the printout and overridable (--efficiency).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+from initmem.config import TRAIN_SIZE, ConfigError, RunConfig, check_pack, group_into_packs, pack_id
+
+CPU_PACK_SIZE = 4            # default max pack size on CPU workers
+GPU_MEMORY_FRACTION = 0.75   # share of GPU memory packs may plan to use (allocator slack, cuDNN workspaces)
+DEFAULT_GPU_MEMORY_GB = 80.0  # assumed when no GPU is visible to the planner (H100 / A100 80GB)
+# GPU memory by Ray's accelerator_type resource (what a cluster's GPU nodes advertise).
+GPU_MEMORY_GB = {"H100": 80.0, "H200": 141.0, "A100-80G": 80.0, "A100-40G": 40.0, "A100": 40.0, "L40S": 48.0,
+                 "A10G": 24.0, "L4": 24.0, "V100": 16.0, "T4": 16.0}
+DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.30}  # achieved fraction of peak (packed small convs)
+EVAL_SIZE = 10_000           # val and test images each when eval_subset = 0
+# Dense peak FLOP/s of the reference devices by precision (NVIDIA H100 SXM datasheet; fp32 without
+# TF32 runs on the CUDA cores). A CPU core: AVX2/AVX-512 FMA at ~2.5 GHz.
+GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
+CPU_CORE_PEAK_GFLOPS = {"fp64": 25.0, "fp32": 50.0, "tf32": 50.0, "bf16": 50.0}
+# Bytes of per-parameter state during training: weights + gradients + optimizer buffers (+1 temp).
+STATE_COPIES = {"sgd": 3, "sgd_momentum": 4, "adam": 5, "adamw": 5, "muon": 5, "muon_conv": 5}
+SAVED_PER_CONV = 4  # activation tensors kept for backward per conv layer (conv out, norm out/stats, relu, pool/add)
+
+
+# --- architectures, analytically ------------------------------------------------------------------
+
+def scaled(c: int, width: float) -> int:
+    """Channel count under the width multiplier (same rule as initmem.models.scaled)."""
+    return max(1, round(c * width))
+
+
+def conv_layers(arch: str, width: float = 1.0) -> tuple[list[tuple[int, int, int]], int]:
+    """The 3x3 convs of an architecture as (c_in, c_out, output side), and the dense input size."""
+    if arch in ("resnet9", "r9_avgpool"):
+        c64, c128, c256, c512 = (scaled(c, width) for c in (64, 128, 256, 512))
+        return [(3, c64, 32), (c64, c128, 32), (c128, c128, 16), (c128, c128, 16),
+                (c128, c256, 16), (c256, c512, 8), (c512, c512, 4), (c512, c512, 4)], c512
+    if arch in ("resnet56", "resnet110"):
+        n = {"resnet56": 9, "resnet110": 18}[arch]
+        widths = [scaled(c, width) for c in (16, 32, 64)]
+        layers, c_in, side = [(3, widths[0], 32)], widths[0], 32
+        for stage, c_out in enumerate(widths):
+            for i in range(n):
+                if stage > 0 and i == 0:
+                    side //= 2  # stride-2 first conv of stages 2 and 3
+                layers += [(c_in, c_out, side), (c_out, c_out, side)]
+                c_in = c_out
+        return layers, c_in
+    raise ConfigError(f"arch={arch!r} is not allowed: one of resnet9, r9_avgpool, resnet56, resnet110")
+
+
+def n_params(arch: str, width: float = 1.0) -> int:
+    """Trainable parameters of one run: conv kernels + biases + 2 norm parameters per channel, dense."""
+    layers, c_feat = conv_layers(arch, width)
+    return sum(9 * ci * co + co + 2 * co for ci, co, _ in layers) + c_feat * 10 + 10
+
+
+def forward_flops(arch: str, width: float = 1.0) -> float:
+    """FLOPs of one image's forward pass (2 per multiply-add)."""
+    layers, c_feat = conv_layers(arch, width)
+    return 2.0 * (sum(9 * ci * co * s * s for ci, co, s in layers) + c_feat * 10)
+
+
+def activation_floats(arch: str, width: float = 1.0) -> float:
+    """Floats one image keeps for the backward pass (SAVED_PER_CONV tensors per conv output)."""
+    layers, _ = conv_layers(arch, width)
+    return float(SAVED_PER_CONV * sum(co * s * s for _, co, s in layers))
+
+
+def eval_sizes(cfg: RunConfig) -> tuple[int, int]:
+    return cfg.n_train, (cfg.eval_subset or EVAL_SIZE)
+
+
+def run_flops(cfg: RunConfig) -> float:
+    """FLOPs to train and evaluate one run to its last epoch (early stopping ignored)."""
+    n_train, n_eval = eval_sizes(cfg)
+    per_epoch = 3 * n_train + 2 * n_eval
+    return forward_flops(cfg.arch, cfg.width) * (cfg.epochs * per_epoch + n_train + 2 * n_eval)
+
+
+def _bytes(precision: str) -> int:
+    return {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2}[precision]
+
+
+def run_memory_bytes(cfg: RunConfig) -> float:
+    """Device memory one run of a pack needs while training (state + one batch of activations)."""
+    state = n_params(cfg.arch, cfg.width) * STATE_COPIES[cfg.optimizer] * (8 if cfg.precision == "fp64" else 4)
+    acts = activation_floats(cfg.arch, cfg.width) * cfg.batch_size * _bytes(cfg.precision)
+    return state + acts
+
+
+def data_bytes(cfg: RunConfig) -> float:
+    """The splits held once on the device as floats."""
+    n_train, n_eval = eval_sizes(cfg)
+    return (n_train + 2 * n_eval) * 3 * 32 * 32 * (8 if cfg.precision == "fp64" else 4)
+
+
+# --- devices ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Device:
+    """What one trial runs on: the basis of the pack size and the cost estimate."""
+    kind: str              # cpu | cuda
+    name: str              # for the printout
+    memory_gb: float       # memory one trial may plan with (GPU memory; host RAM on CPU)
+    cores: int = 1         # CPU cores per trial (cpu)
+    efficiency: float = 0.0
+    slots: int = 0         # trials that can run at once (0 = unknown)
+
+    def peak_flops(self, precision: str) -> float:
+        if self.kind == "cuda":
+            return GPU_PEAK_TFLOPS[precision] * 1e12
+        return CPU_CORE_PEAK_GFLOPS[precision] * 1e9 * self.cores
+
+
+def detect_device(kind: str = "auto", gpu_memory_gb: float | None = None, cpus_per_trial: float = 1,
+                  slots: int = 0, cluster_gpus: float | None = None, efficiency: float | None = None) -> Device:
+    """The trial device: `kind` cpu/cuda, or auto = a GPU if the cluster (or this machine) has one."""
+    if kind not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device={kind!r} is not allowed: 'auto', 'cpu' or 'cuda'")
+    name = None
+    if kind == "auto":
+        if cluster_gpus is not None:
+            kind = "cuda" if cluster_gpus > 0 else "cpu"
+        else:
+            kind, name, local_mem = _local_gpu()
+            gpu_memory_gb = gpu_memory_gb or local_mem
+    if kind == "cuda":
+        mem = gpu_memory_gb or DEFAULT_GPU_MEMORY_GB
+        name = name or f"GPU ({mem:g} GB{'' if gpu_memory_gb else ', assumed'})"
+        return Device("cuda", name, mem, 1, efficiency or DEFAULT_EFFICIENCY["cuda"], slots)
+    ram_gb = _host_ram_gb()
+    cores = max(1, int(cpus_per_trial))
+    return Device("cpu", f"CPU ({cores} core{'s' if cores > 1 else ''} per trial)", ram_gb / 2, cores,
+                  efficiency or DEFAULT_EFFICIENCY["cpu"], slots)
+
+
+def gpu_memory_from_resources(resources: dict) -> float | None:
+    """The smallest GPU memory among the cluster's accelerator types (None if none is known)."""
+    mems = [GPU_MEMORY_GB[k.split(":", 1)[1]] for k in resources
+            if k.startswith("accelerator_type:") and k.split(":", 1)[1] in GPU_MEMORY_GB]
+    return min(mems) if mems else None
+
+
+def _local_gpu() -> tuple[str, str | None, float | None]:
+    if not (os.path.exists("/dev/nvidiactl") or os.environ.get("CUDA_VISIBLE_DEVICES")):
+        return "cpu", None, None  # no NVIDIA driver: skip importing torch (keeps the dry run fast)
+    import torch
+    if not torch.cuda.is_available():
+        return "cpu", None, None
+    props = torch.cuda.get_device_properties(0)
+    return "cuda", f"{props.name} ({props.total_memory / 1e9:.0f} GB)", props.total_memory / 1e9
+
+
+def _host_ram_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        return 8.0
+
+
+def max_pack_size(cfg: RunConfig, device: Device) -> int:
+    """The largest pack of runs like cfg that the device holds (CPU: at most CPU_PACK_SIZE)."""
+    per_run = run_memory_bytes(cfg)
+    if device.kind == "cpu":
+        usable = device.memory_gb * 1e9
+        return max(1, min(CPU_PACK_SIZE, int(usable // per_run)))
+    usable = device.memory_gb * 1e9 * GPU_MEMORY_FRACTION - data_bytes(cfg)
+    return max(1, int(usable // per_run))
+
+
+# --- plans ------------------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    experiment: str              # the folder under the storage (name, or name_smoke)
+    preset: str
+    runs: list[RunConfig]
+    packs: list[list[RunConfig]]
+    device: Device
+    max_pack_size: int | None    # explicit cap, None = from the device per group
+    description: str = ""
+
+    @property
+    def pack_ids(self) -> list[str]:
+        return [pack_id(p) for p in self.packs]
+
+    @property
+    def total_flops(self) -> float:
+        return sum(run_flops(r) for r in self.runs)
+
+    def device_hours(self) -> float:
+        return sum(run_flops(r) / (self.device.peak_flops(r.precision) * self.device.efficiency)
+                   for r in self.runs) / 3600.0
+
+
+def make_packs(runs: Sequence[RunConfig], device: Device, cap: int | None = None) -> list[list[RunConfig]]:
+    """Group by pack key (first-seen order); split each group into equal packs of at most the cap
+    (explicit, or max_pack_size for the group on the device)."""
+    if cap is not None and cap < 1:
+        raise ConfigError(f"max_pack_size={cap!r} is not allowed: an integer >= 1")
+    groups: dict[tuple, list[RunConfig]] = {}
+    for r in runs:
+        groups.setdefault(r.pack_key, []).append(r)
+    packs = []
+    for members in groups.values():
+        limit = cap or max_pack_size(members[0], device)
+        n = math.ceil(len(members) / limit)
+        packs += group_into_packs(members, math.ceil(len(members) / n))  # equal sizes, not limit + rest
+    for p in packs:
+        check_pack(p)
+    return packs
+
+
+def make_plan(label: str, preset: str, runs: Sequence[RunConfig], device: Device,
+              max_pack: int | None = None, description: str = "") -> Plan:
+    runs = [r.replace(device=device.kind) if r.device != device.kind else r for r in runs]
+    return Plan(label, preset, list(runs), make_packs(runs, device, max_pack), device, max_pack, description)
+
+
+def pack_labels(packs: Sequence[Sequence[RunConfig]]) -> list[str]:
+    """Short readable names: the pack-key fields that differ between packs, plus i-of-n."""
+    keys = [dict(p[0].pack_key) for p in packs]
+    varying = [k for k in keys[0] if k != "device" and len({repr(d[k]) for d in keys}) > 1] if keys else []
+    short = {"batch_size": "b", "optimizer": "", "arch": "", "norm": "", "augment": "aug", "epochs": "ep",
+             "width": "w", "precision": ""}
+    base = []
+    for d in keys:
+        parts = []
+        for k in varying:
+            v = d[k]
+            if isinstance(v, bool):
+                parts.append(k if v else f"no{k}")
+            else:
+                parts.append(f"{short.get(k, k + '=')}{v}")
+        base.append("-".join(parts) or "pack")
+    totals, seen = Counter(base), Counter()
+    labels = []
+    for b in base:
+        seen[b] += 1
+        labels.append(b if totals[b] == 1 else f"{b}-{seen[b]}of{totals[b]}")
+    return labels
+
+
+def _fmt_flops(x: float) -> str:
+    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g} FLOP"
+
+
+def describe_runs(runs: Sequence[RunConfig]) -> tuple[dict[str, list], dict[str, object]]:
+    """Fields that vary across the runs (with their distinct values) and those that do not."""
+    cols: dict[str, list] = {}
+    for r in runs:
+        for k, v in r.to_dict().items():
+            cols.setdefault(k, []).append(v)
+    varying, fixed = {}, {}
+    for k, vals in cols.items():
+        distinct = list(dict.fromkeys(vals))
+        if len(distinct) > 1:
+            varying[k] = sorted(distinct, key=lambda v: (str(type(v)), v))
+        else:
+            fixed[k] = distinct[0]
+    return varying, fixed
+
+
+def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
+    """The dry-run printout: runs, packs, trials and the cost estimate."""
+    dev = plan.device
+    varying, fixed = describe_runs(plan.runs)
+    lines = [f"experiment  {plan.experiment} ({plan.preset} preset){': ' + plan.description if plan.description else ''}",
+             f"runs        {len(plan.runs):,}"]
+    for k, vals in varying.items():
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals[:12])
+        more = f", ... ({len(vals)} values)" if len(vals) > 12 else f"  ({len(vals)})"
+        lines.append(f"  vary      {k}: {shown}{more}")
+    lines.append("  fixed     " + " ".join(f"{k}={v}" for k, v in fixed.items() if k != "experiment"))
+    cap = (f"at most {plan.max_pack_size} (--max-pack-size)" if plan.max_pack_size else
+           f"memory bound on {dev.name}, {GPU_MEMORY_FRACTION:.0%} usable" if dev.kind == "cuda" else
+           f"at most {CPU_PACK_SIZE} on CPU")
+    groups: dict[str, list[int]] = {}
+    labels = pack_labels(plan.packs)
+    for lab, p in zip(labels, plan.packs):
+        groups.setdefault(lab.rsplit("-", 1)[0] if "of" in lab.rsplit("-", 1)[-1] else lab, []).append(len(p))
+    lines.append(f"packs       {len(plan.packs):,} packs from {len(groups):,} pack-key groups; pack size {cap}")
+    lines.append(f"trials      {len(plan.packs) - skipped_packs:,} Tune trials (one per pack"
+                 + (f"; {skipped_packs:,} packs already finished are skipped)" if skipped_packs else ")"))
+    lines.append(f"  {'group':<34} {'runs':>6}  packs x runs")
+    for i, (g, sizes) in enumerate(groups.items()):
+        if i == max_lines:
+            lines.append(f"  ... {len(groups) - max_lines} more groups")
+            break
+        size_txt = ", ".join(f"{n} x {s}" for s, n in sorted(Counter(sizes).items(), reverse=True))
+        lines.append(f"  {g:<34} {sum(sizes):>6}  {size_txt}")
+    per_arch = Counter()
+    for r in plan.runs:
+        per_arch[(r.arch, r.width)] += 1
+    for (arch, width), n in per_arch.items():
+        lines.append(f"cost        {arch} x{width:g}: {n_params(arch, width):,} params, "
+                     f"{_fmt_flops(forward_flops(arch, width))} forward per image ({n:,} runs)")
+    total = plan.total_flops
+    hours = plan.device_hours()
+    precisions = sorted({r.precision for r in plan.runs})
+    peak = ", ".join(f"{dev.peak_flops(p) / 1e12:g} TFLOP/s {p}" for p in precisions)
+    unit = "on one GPU" if dev.kind == "cuda" else f"on one trial slot ({dev.cores} CPU core{'s' if dev.cores > 1 else ''})"
+    lines.append(f"            total {_fmt_flops(total)} (3x forward per trained image, val+test every epoch, "
+                 f"early stopping ignored) = {_fmt_flops(total / max(1, len(plan.runs)))} per run on average")
+    lines.append(f"            ~ {_fmt_hours(hours)} {unit} at {dev.efficiency:.0%} of peak ({peak})")
+    if dev.slots:
+        lines.append(f"            ~ {_fmt_hours(hours / dev.slots)} wall-clock with {dev.slots} trial(s) at once")
+    if dev.kind == "cpu" and plan.preset == "full":
+        lines.append("            (planned for CPU workers; --device cuda plans packs and GPU-hours for a GPU cluster)")
+    return "\n".join(lines)
+
+
+def _fmt_hours(h: float) -> str:
+    return f"{h:,.1f} h" if h >= 1 else f"{h * 60:.1f} min"

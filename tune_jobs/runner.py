@@ -1,0 +1,569 @@
+"""Ray Tune runner: one trial per pack, resumable from storage, exactly-once Parquet results.
+
+    python -m tune_jobs.main_grid --preset smoke                 # local Ray on this machine's CPUs
+    python -m tune_jobs.main_grid --preset full --storage s3://bucket/initmem --device cuda  # on a cluster
+
+Layout under the storage (a local folder or a pyarrow-filesystem URI); the experiment folder is
+the Parquet results root of docs/results.md (python -m analysis.report <storage>/<experiment>):
+    <storage>/<experiment>/runs/, epochs/  the Parquet results
+    <storage>/<experiment>/plan.json       the packs of the first invocation (reused on every re-run)
+    <storage>/<experiment>/tune/           Ray Tune's experiment: state, trial checkpoints
+
+Running the same command again on the same storage resumes: packs whose runs all have a final
+status in the Parquet are skipped (before Tune starts, and again inside the trial, so a pack is
+never retrained even when Tune's own state is lost); the Tune experiment is restored
+(Tuner.can_restore -> Tuner.restore(resume_errored=True)) and unfinished or errored trials resume
+from their last checkpoint. train_pack writes each epoch row once: on resume from the checkpoint
+of epoch k it deletes the pack's epochs files after k before recomputing them.
+
+Trials get their pack by id: the grid is over pack ids and the run dicts travel once through
+tune.with_parameters (Tune's grid generator deep-copies the whole grid for every trial, which is
+quadratic in the number of packs when the grid values are the packs themselves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import posixpath
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+# Before Ray is imported: no TensorBoard/CSV/JSON trial loggers (results are Parquet; the loggers
+# cost a second per trial and import torch into the driver), no Tune status tables.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Tune forces a state snapshot whenever a trial has made num_to_keep checkpoints since the last one
+# and warns when that happens often; with short packs it does, harmlessly.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+from initmem.config import ConfigError, RunConfig, pack_id  # noqa: E402
+from initmem.results import ResultsWriter, read_runs, resolve  # noqa: E402
+from tune_jobs.catalogue import Experiment  # noqa: E402
+from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
+                               make_plan, pack_labels)
+
+DEFAULT_STORAGE = "./results"
+PLAN_FILE, TUNE_DIR = "plan.json", "tune"
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start (storage, cluster address, data, plan); the message says what to do."""
+
+
+@dataclass
+class SweepOptions:
+    storage: str | None = None         # local folder or URI; None -> DEFAULT_STORAGE
+    data: str | None = None            # CIFAR-10 .npz or torchvision folder; None -> $INITMEM_DATA / cache
+    download: bool = False             # local Ray only: download CIFAR-10 into the cache first
+    address: str | None = None         # Ray cluster (host:port, ray://host:port, auto); None -> local Ray
+    device: str = "auto"               # trial device for the plan: auto | cpu | cuda
+    gpu_memory_gb: float | None = None  # GPU memory the pack sizes plan with (default: detected, else 80)
+    max_pack_size: int | None = None   # explicit cap on runs per pack
+    max_concurrent: int | None = None  # trials at once (default: as many as resources allow)
+    cpus_per_trial: float = 1.0        # CPUs per trial (and torch threads); GPU trials also take 1 GPU
+    checkpoint_every: int | None = None  # epochs between checkpoints; None -> ~30 per run
+    max_failures: int = 3              # Tune retries of a trial whose process died
+    overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig fields set on every run
+    num_cpus: int | None = None        # CPUs of a local Ray (default: all)
+    efficiency: float | None = None    # cost estimate: achieved fraction of peak FLOP/s
+    resources: dict[str, float] | None = None  # per-trial resources instead of the device's (bench, tests)
+    dry_run: bool = False
+    verbose: bool = False              # Ray/worker logs and train_pack's epoch lines to the console
+
+
+@dataclass
+class Job:
+    """What every trial needs, shipped once to the workers with tune.with_parameters."""
+    packs: dict[str, list[dict]]       # pack_id -> run dicts
+    results: str                       # Parquet results root (path or URI)
+    data: str | None
+    download: bool
+    checkpoint_every: int | None
+    train_fn: Callable | None = None   # None -> initmem.train.train_pack
+    verbose: bool = False
+
+
+@dataclass
+class SweepResult:
+    results: str                       # results root
+    plan: Plan | None
+    n_runs: int
+    finished_runs: int
+    statuses: dict[str, int]
+    errors: list[str]
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.finished_runs == self.n_runs and not self.errors
+
+
+# --- checks before anything starts -----------------------------------------------------------------
+
+def experiment_paths(storage: str, label: str) -> tuple[str, str, str]:
+    """(experiment dir, results root, Tune dir) for a storage and an experiment label. The results
+    root is the experiment dir itself: its runs/ and epochs/ sit beside plan.json and tune/."""
+    if "://" in storage:
+        base = storage.rstrip("/") + "/" + label
+        return base, base, f"{base}/{TUNE_DIR}"
+    base = os.path.join(os.path.abspath(os.path.expanduser(storage)), label)
+    return base, base, os.path.join(base, TUNE_DIR)
+
+
+def check_storage(exp_dir: str) -> None:
+    """Create the experiment folder and write/delete a probe file, or say why not."""
+    try:
+        fs, path = resolve(exp_dir)
+        fs.create_dir(path, recursive=True)
+        probe = posixpath.join(path, f".write-probe-{os.getpid()}")
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except Exception as e:  # pyarrow raises OSError, ArrowInvalid, ... depending on the filesystem
+        raise SweepError(f"storage {exp_dir!r} is not writable: {type(e).__name__}: {e}. "
+                         "Pass --storage with a writable folder or a URI you have credentials for "
+                         "(s3://bucket/path, gs://bucket/path).") from None
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when nothing listens at a cluster address (ray.init would wait a long time)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(f"--address {address!r} is not a Ray cluster address: use host:port "
+                         "(e.g. 127.0.0.1:6379), ray://host:10001 or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise SweepError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}. Start one "
+                         "(`ray start --head` here, `ray up cluster.yaml` on AWS) and pass its address, "
+                         "or leave --address out to run on a local Ray.") from None
+
+
+def check_data(runs: Sequence[RunConfig], opts: SweepOptions, on_cluster: bool) -> str | None:
+    """The CIFAR-10 path trials will load (absolute), or None when they resolve it themselves."""
+    if all(r.dataset != "cifar10" for r in runs):
+        return None
+    if on_cluster:  # the driver's disk is not the workers': pass --data as it is on the workers
+        return opts.data
+    from initmem.data import DataError, load_splits, resolve_data_path
+    where = resolve_data_path(opts.data)
+    if where is None:
+        if not opts.download:
+            raise SweepError("CIFAR-10 not found and this machine has no network to fetch it: pass --data PATH "
+                             "(an .npz with x_train/y_train/x_test/y_test, e.g. ../shared/data/cifar10-jpeg75.npz, "
+                             "or a torchvision CIFAR-10 folder), or set INITMEM_DATA=PATH, or add --download.")
+        try:
+            load_splits("cifar10", download=True)  # once, here, not in every trial at once
+        except (DataError, OSError, RuntimeError) as e:
+            raise SweepError(f"CIFAR-10 download failed: {e}") from None
+        where = resolve_data_path(None)
+    where = os.path.abspath(os.path.expanduser(where))
+    if not os.path.exists(where):
+        raise SweepError(f"data path {where!r} does not exist: pass --data with an existing .npz or "
+                         "torchvision CIFAR-10 folder, or set INITMEM_DATA")
+    return where
+
+
+# --- plan persistence -----------------------------------------------------------------------------
+
+def _read_text(uri: str) -> str | None:
+    fs, path = resolve(uri)
+    from pyarrow import fs as pafs
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def _write_text(uri: str, text: str) -> None:
+    fs, path = resolve(uri)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(text.encode())
+    fs.move(tmp, path)
+
+
+def _plan_uri(exp_dir: str) -> str:
+    return posixpath.join(exp_dir, PLAN_FILE) if "://" in exp_dir else os.path.join(exp_dir, PLAN_FILE)
+
+
+def save_plan(plan: Plan, exp_dir: str) -> None:
+    _write_text(_plan_uri(exp_dir), json.dumps({
+        "experiment": plan.experiment, "preset": plan.preset, "description": plan.description,
+        "packs": [[r.to_dict() for r in p] for p in plan.packs]}))
+
+
+def load_plan(exp_dir: str, runs: Sequence[RunConfig]) -> Plan | None:
+    """The packs the first invocation planned, or None. They win over a new plan: a re-run with
+    another device or pack size keeps them, so Tune's trials and the Parquet pack ids stay valid.
+    A different set of runs under the same experiment folder is an error."""
+    text = _read_text(_plan_uri(exp_dir))
+    if text is None:
+        return None
+    stored = json.loads(text)
+    packs = [[RunConfig.from_dict(d) for d in p] for p in stored["packs"]]
+    old = {r.run_id for p in packs for r in p}
+    new = {r.run_id for r in runs}
+    if old != new:
+        raise SweepError(
+            f"{exp_dir} holds experiment {stored['experiment']!r} with a different set of runs "
+            f"({len(old):,} stored, {len(new):,} now; {len(new - old):,} new, {len(old - new):,} gone). "
+            "Use another --storage, or the same options (--preset, --set) as the first run.")
+    device = Device(packs[0][0].device, packs[0][0].device, 0.0)
+    return Plan(stored["experiment"], stored["preset"], [r for p in packs for r in p], packs, device, None,
+                stored.get("description", ""))
+
+
+def finished_packs(results: str, plan: Plan) -> set[str]:
+    """Pack ids whose runs all have a final status in the Parquet (never trained again)."""
+    try:
+        df = read_runs(results, columns=["run_id", "status"])
+    except Exception:  # noqa: BLE001 - no or unreadable results: nothing is finished
+        return set()
+    done = set(df.loc[df["status"] != "running", "run_id"])
+    return {pack_id(p) for p in plan.packs if all(r.run_id in done for r in p)}
+
+
+# --- the trainable (runs on the workers) ------------------------------------------------------------
+
+_DATA_CACHE: dict[tuple, Any] = {}  # per worker process: loaded once, reused by every trial (reuse_actors)
+
+
+def _load_data(dataset: str, path: str | None, train_subset: int, eval_subset: int, download: bool):
+    key = (dataset, path, train_subset, eval_subset)
+    if key not in _DATA_CACHE:
+        from initmem.data import load_splits
+        if len(_DATA_CACHE) >= 2:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+        _DATA_CACHE[key] = load_splits(dataset, path, train_subset=train_subset, eval_subset=eval_subset,
+                                       download=download)
+    return _DATA_CACHE[key]
+
+
+def default_checkpoint_every(epochs: int) -> int:
+    """About 30 checkpoints per run: a crash loses at most ~3% of a pack's work."""
+    return max(1, epochs // 30)
+
+
+def pack_trainable(config: dict, job: Job) -> None:
+    """Train one pack: resume from Tune's checkpoint if any, report every checkpoint to Tune."""
+    import ray
+    from ray import tune
+
+    pid = config["pack_id"]
+    if pid not in job.packs:
+        raise SweepError(f"pack {pid} is not in this sweep's plan (was plan.json replaced?)")
+    runs = [RunConfig.from_dict(d) for d in job.packs[pid]]
+    device = "cuda" if ray.get_gpu_ids() else "cpu"  # what this trial was given, whatever was planned
+    runs = [r.replace(device=device) if r.device != device else r for r in runs]
+    cfg = runs[0]
+    writer = ResultsWriter(job.results)
+    done = writer.pack_rows(pid)
+    if done and all(r["status"] != "running" for r in done):  # finished before Tune knew: do not retrain
+        tune.report({"epoch": cfg.epochs, "epochs": cfg.epochs, "runs": len(runs), "skipped": True,
+                     **_status_counts(done)})
+        return
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    import torch
+    torch.set_num_threads(max(1, int(cpus)))
+    every = job.checkpoint_every or default_checkpoint_every(cfg.epochs)
+    data = _load_data(cfg.dataset, job.data or os.environ.get("INITMEM_DATA"), cfg.train_subset,
+                      cfg.eval_subset, job.download)
+    if job.train_fn is None:
+        from initmem.train import train_pack as train_fn
+    else:
+        train_fn = job.train_fn
+    start = time.time()
+    ckpt_dir = tempfile.mkdtemp(prefix=f"initmem-{pid}-")
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            checkpoint.to_directory(ckpt_dir)
+
+        def on_checkpoint(epoch: int, directory) -> None:
+            tune.report({"epoch": int(epoch), "epochs": cfg.epochs, "runs": len(runs),
+                         "elapsed_s": time.time() - start},
+                        checkpoint=tune.Checkpoint.from_directory(str(directory)))
+
+        rows = train_fn(runs, data, results=writer, checkpoint_dir=ckpt_dir, checkpoint_every=every,
+                        on_checkpoint=on_checkpoint, log=print if job.verbose else None)
+        tune.report({"epoch": max(int(r["epochs_done"] or 0) for r in rows), "epochs": cfg.epochs,
+                     "runs": len(runs), "elapsed_s": time.time() - start, **_status_counts(rows)})
+    finally:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def _status_counts(rows: Sequence[dict]) -> dict[str, int]:
+    return {f"n_{k}": v for k, v in Counter(r["status"] for r in rows).items()}
+
+
+# --- progress lines on the driver --------------------------------------------------------------------
+
+def _progress_callback(labels: dict[str, str], sizes: dict[str, int], out: Callable[[str], None]):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        """One line per trial event (start, checkpoint, done, retry, error) instead of Tune's tables."""
+
+        def __init__(self):
+            self.t0 = time.time()
+
+        def setup(self, **info):
+            self.t0 = time.time()  # also when Tuner.restore brings this callback back from its state
+
+        def _head(self, trials) -> str:
+            done = sum(t.status == "TERMINATED" for t in trials)
+            return f"[{time.time() - self.t0:6.0f}s {done}/{len(trials)} done]"
+
+        def _name(self, trial) -> str:
+            pid = trial.config.get("pack_id", "?")
+            return f"{labels.get(pid, pid)} ({sizes.get(pid, '?')} runs)"
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            out(f"{self._head(trials)} start   {self._name(trial)}")
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "elapsed_s" in result and not any(k.startswith("n_") for k in result):
+                out(f"{self._head(trials)} epoch {result['epoch']}/{result['epochs']}  "
+                    f"{self._name(trial)} {result['elapsed_s']:.0f}s")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            r = trial.last_result or {}
+            counts = " ".join(f"{k[2:]}={v}" for k, v in r.items() if k.startswith("n_"))
+            what = "skipped (already finished)" if r.get("skipped") else "done   "
+            out(f"{self._head(trials)} {what} {self._name(trial)} {counts}")
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            out(f"{self._head(trials)} retry   {self._name(trial)}: its process failed; resuming from "
+                "its last checkpoint")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            out(f"{self._head(trials)} FAILED  {self._name(trial)} after {trial.run_metadata.num_failures} "
+                f"failure(s); error: {getattr(trial, 'error_file', None) or trial.path}")
+
+    return Progress()
+
+
+# --- Ray --------------------------------------------------------------------------------------------
+
+def connect_ray(opts: SweepOptions, out: Callable[[str], None]) -> bool:
+    """Connect to the cluster (--address or RAY_ADDRESS, e.g. inside `ray job submit`) or start a local
+    Ray on loopback. Returns True when this call started Ray (and should shut it down)."""
+    import logging
+
+    address = opts.address or os.environ.get("RAY_ADDRESS")
+    if not address and "ray" not in sys.modules:
+        # A local Ray is one node: use the loopback address (Ray's single-node mode, as on macOS)
+        # instead of this machine's network address. Read by Ray when it is imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    if ray.is_initialized():
+        return False
+    common = dict(logging_level=logging.INFO if opts.verbose else logging.WARNING,
+                  log_to_driver=opts.verbose)
+    if address:
+        if opts.address:
+            check_address(opts.address)
+        try:
+            ray.init(address=address, **common)
+        except Exception as e:  # noqa: BLE001 - ConnectionError, AuthenticationError, ...
+            hint = (" With token authentication (Ray >= 2.52), set RAY_AUTH_MODE=token and the cluster's token "
+                    "(RAY_AUTH_TOKEN, or `ray get-auth-token` on the head).")
+            raise SweepError(f"cannot connect to the Ray cluster at {address}: {type(e).__name__}: {e}.{hint}") from None
+        res = ray.cluster_resources()
+        out(f"ray         connected to {address}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs")
+        return False
+    # Local Ray: workers import tune_jobs/initmem from this checkout even without `pip install -e .`
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if PROJECT_ROOT not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT] + paths)
+    # Ray >= 2.59 turns token authentication on for a local cluster and warns that it did: keep it, quietly.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    ray.init(num_cpus=opts.num_cpus, include_dashboard=False, **common)
+    res = ray.cluster_resources()
+    out(f"ray         local Ray on {ray.util.get_node_ip_address()}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs "
+        "(pass --address to use a cluster)")
+    return True
+
+
+def trial_resources(device: Device, opts: SweepOptions) -> dict[str, float]:
+    if opts.resources is not None:
+        return dict(opts.resources)
+    res = {"cpu": opts.cpus_per_trial}
+    if device.kind == "cuda":
+        res["gpu"] = 1
+    return res
+
+
+# --- the sweep ----------------------------------------------------------------------------------------
+
+def plan_sweep(exp: Experiment, preset: str, opts: SweepOptions, cluster_gpus: float | None = None,
+               slots: int = 0, gpu_memory_gb: float | None = None) -> Plan:
+    runs = exp.runs(preset, opts.overrides)
+    device = detect_device(opts.device, opts.gpu_memory_gb or gpu_memory_gb, opts.cpus_per_trial, slots,
+                           cluster_gpus, opts.efficiency)
+    return make_plan(exp.label(preset), preset, runs, device, opts.max_pack_size, exp.description)
+
+
+def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callable | None = None,
+              out: Callable[[str], None] = print) -> SweepResult:
+    """Plan, check, and run (or with opts.dry_run only print) one experiment preset."""
+    t0 = time.time()
+    label = exp.label(preset)
+    storage = opts.storage or DEFAULT_STORAGE
+    if opts.storage is None:
+        out(f"storage     {storage} (default; pass --storage PATH_OR_URI to choose)")
+    exp_dir, results, tune_dir = experiment_paths(storage, label)
+
+    if opts.dry_run:
+        plan = plan_sweep(exp, preset, opts, slots=_local_slots(opts))
+        skipped = len(finished_packs(results, plan)) if _exists(results) else 0
+        out(format_plan(plan, skipped))
+        out(f"storage     {exp_dir}")
+        out("dry run     nothing trained; drop --dry-run to start")
+        return SweepResult(results, plan, len(plan.runs), 0, {}, [], time.time() - t0)
+
+    runs = exp.runs(preset, opts.overrides)  # ConfigError before anything starts
+    check_storage(exp_dir)
+    on_cluster = bool(opts.address or os.environ.get("RAY_ADDRESS"))
+    data = check_data(runs, opts, on_cluster)
+    if data:
+        out(f"data        {data}")
+    stored = load_plan(exp_dir, runs)
+    if stored is not None and len(finished_packs(results, stored)) == len(stored.packs):
+        out(f"nothing to train: every pack of {label} in {exp_dir} is already finished")
+        return _summarize(stored, results, [], time.time() - t0, out)
+    started = connect_ray(opts, out)
+    try:
+        import ray
+        res = ray.cluster_resources()
+        plan = plan_sweep(exp, preset, opts, cluster_gpus=res.get("GPU", 0),
+                          gpu_memory_gb=gpu_memory_from_resources(res))
+        per_trial = trial_resources(plan.device, opts)
+        slots = int(min(res.get(k.upper(), 0) // v for k, v in per_trial.items() if v > 0))
+        if opts.max_concurrent:
+            slots = min(slots, opts.max_concurrent)
+        plan.device = dataclasses.replace(plan.device, slots=max(slots, 0))
+        if stored is not None:
+            plan = dataclasses.replace(stored, device=plan.device)
+            out(f"plan        the packs of the first run ({posixpath.join(exp_dir, PLAN_FILE)})")
+        else:
+            save_plan(plan, exp_dir)
+        done = finished_packs(results, plan)
+        out(format_plan(plan, len(done)))
+        out(f"storage     {exp_dir}")
+        todo = [pid for pid in plan.pack_ids if pid not in done]
+        job = Job({pack_id(p): [r.to_dict() for r in p] for p in plan.packs}, results, data, opts.download,
+                  opts.checkpoint_every, train_fn, opts.verbose)
+        errors = _fit(plan, job, todo, tune_dir, opts, out) if todo else []
+        if not todo:
+            out("nothing to train: every pack of this experiment is already finished")
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+    return _summarize(plan, results, errors, time.time() - t0, out)
+
+
+def _fit(plan: Plan, job: Job, todo: list[str], tune_dir: str, opts: SweepOptions,
+         out: Callable[[str], None]) -> list[str]:
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback  # result.json per trial: ResultGrid metrics
+
+    labels = dict(zip(plan.pack_ids, pack_labels(plan.packs)))
+    sizes = {pack_id(p): len(p) for p in plan.packs}
+    trainable = tune.with_resources(tune.with_parameters(pack_trainable, job=job),
+                                    trial_resources(plan.device, opts))
+    storage_path, name = tune_dir.rsplit("/", 1) if "://" in tune_dir else os.path.split(tune_dir)
+    errors: list[str] = []
+    if tune.Tuner.can_restore(tune_dir):
+        out(f"tune        resuming the Tune experiment in {tune_dir} (unfinished and errored trials "
+            "continue from their last checkpoint)")
+        tuner = tune.Tuner.restore(tune_dir, trainable=trainable, resume_errored=True)
+        errors = _errors(tuner.fit())
+        left = [pid for pid in todo if pid not in finished_packs(job.results, plan)]
+        if not left or errors:
+            return errors
+        # Tune's state says these are done but the Parquet does not have them (results deleted?):
+        out(f"tune        {len(left)} pack(s) unfinished in the Parquet though Tune finished them: new trials")
+        todo = left
+    out(f"tune        {len(todo):,} trial(s), {trial_resources(plan.device, opts)} each, "
+        f"max concurrent {opts.max_concurrent or 'by resources'}, checkpoint every "
+        f"{opts.checkpoint_every or 'epochs // 30'} epoch(s), max_failures {opts.max_failures}")
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"pack_id": tune.grid_search(todo)},
+        tune_config=tune.TuneConfig(
+            reuse_actors=True,  # a fresh worker process per trial costs seconds; data stays cached
+            max_concurrent_trials=opts.max_concurrent,
+            trial_name_creator=lambda t: labels.get(t.config["pack_id"], t.config["pack_id"]),
+            trial_dirname_creator=lambda t: f"{labels.get(t.config['pack_id'], 'pack')}_{t.config['pack_id'][:8]}",
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path, verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            callbacks=[_progress_callback(labels, sizes, out), JsonLoggerCallback()],
+        ),
+    )
+    return errors + _errors(tuner.fit())
+
+
+def _errors(grid) -> list[str]:
+    msgs = []
+    for r in grid:
+        if r.error is not None:
+            first = str(r.error).strip().splitlines()
+            msgs.append(f"{r.config.get('pack_id', '?')}: {first[-1] if first else r.error} ({r.path})")
+    return msgs
+
+
+def _summarize(plan: Plan, results: str, errors: list[str], wall: float, out: Callable[[str], None]) -> SweepResult:
+    df = read_runs(results, columns=["run_id", "status"])
+    df = df[df["run_id"].isin({r.run_id for r in plan.runs})]
+    statuses = {k: int(v) for k, v in df["status"].value_counts().items()}
+    finished = int((df["status"] != "running").sum())
+    out(f"finished    {finished:,}/{len(plan.runs):,} runs "
+        f"({', '.join(f'{k} {v:,}' for k, v in sorted(statuses.items())) or 'none'}) in {wall:.0f}s")
+    for e in errors:
+        out(f"error       {e}")
+    if errors or finished < len(plan.runs):
+        out("resume      re-run the same command: finished packs are skipped, the rest resume from checkpoints")
+    out(f"results     {_show(results)}")
+    out(f"report      python -m analysis.report {_show(results)} -o report.html")
+    return SweepResult(results, plan, len(plan.runs), finished, statuses, errors, wall)
+
+
+def _show(path: str) -> str:
+    """A path as the user can paste it: relative to the current folder when it is under it."""
+    if "://" in path:
+        return path
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+def _exists(uri: str) -> bool:
+    from pyarrow import fs as pafs
+    try:
+        fs, path = resolve(uri)
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _local_slots(opts: SweepOptions) -> int:
+    if opts.address or opts.device == "cuda":
+        return 0  # unknown: depends on the cluster
+    return max(1, int((opts.num_cpus or os.cpu_count() or 1) // opts.cpus_per_trial))

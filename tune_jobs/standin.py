@@ -1,0 +1,145 @@
+"""Test doubles for the runner: an instant train_pack and a one-time crash after a checkpoint.
+
+    python bench/bench_tune_scale.py          # the full main grid through Tune with instant_train_pack
+
+instant_train_pack honours train_pack's contract (initmem/train.py) without training: it skips a
+pack already finished in the Parquet; resumes from checkpoint_dir (state.json) after deleting its
+epochs files written after that checkpoint; every `checkpoint_every` epochs (and at the last) it
+writes the epochs rows since the last checkpoint as one file, then the checkpoint (temp file +
+rename), then calls on_checkpoint(epoch, checkpoint_dir); at the end it writes the runs rows
+(status completed) and returns them. Its metrics are a deterministic function of (run_id, epoch),
+so an interrupted and resumed pack writes exactly the rows of an uninterrupted one.
+
+CrashOnce wraps a train function (this one or the real train_pack) and kills the trial's process
+with os._exit right after the checkpoint of a given epoch, the first time only (a marker file
+remembers): Tune must retry the trial from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from initmem.config import RunConfig, check_pack, pack_id
+from initmem.results import ResultsWriter
+
+STATE_FILE = "state.json"
+
+
+def _noise(run_id: str, epoch: int) -> float:
+    """A deterministic number in [0, 1) for (run, epoch)."""
+    h = hashlib.blake2b(f"{run_id}:{epoch}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2**64
+
+
+def fake_epoch_row(cfg: RunConfig, run_id: str, epoch: int) -> dict:
+    """A schema-correct epochs row whose values depend only on (run, epoch)."""
+    u = _noise(run_id, epoch)
+    progress = 1.0 - math.exp(-epoch / max(1.0, cfg.epochs / 5))
+    acc = 0.1 + 0.8 * progress / (1.0 + 0.2 * cfg.sigma_w) + 0.01 * u
+    loss = 2.3 * (1.0 - 0.8 * progress) + 0.05 * u
+    step = epoch * cfg.steps_per_epoch
+    w = 10.0 * cfg.sigma_w * (1.0 + 0.1 * progress)
+    return {"run_id": run_id, "epoch": epoch, "step": step, "train_loss": loss, "train_acc": min(1.0, acc + 0.05),
+            "val_loss": loss + 0.1, "val_loss_raw": loss + 0.1, "val_acc": acc, "test_loss": loss + 0.12,
+            "test_acc": acc - 0.01, "lr": cfg.lr0, "t_sgd": cfg.lr0 ** 2 * step / cfg.batch_size,
+            "t_l2": cfg.l2 * cfg.lr0 * step, "t_adapt": cfg.lr0 * step, "w_norm": w,
+            "kernel_norms": [w / 3.0] * 9, "wall_time": 0.0}
+
+
+def _summary_row(cfg: RunConfig, rid: str, pid: str, status: str, last: int, rows_by_epoch: dict) -> dict:
+    epochs = [rows_by_epoch[e] for e in range(last + 1)]
+    best = min(range(1, last + 1), key=lambda e: epochs[e]["val_loss"]) if last >= 1 else None
+    interp = next((e for e in range(1, last + 1) if epochs[e]["train_acc"] >= 0.995), None)
+    at = (lambda key, e: None if e is None else epochs[e][key])
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    row = {**cfg.to_dict(), "run_id": rid, "pack_id": pid, "status": status, "epochs_done": last,
+           "diverged_epoch": None, "stopped_epoch": None, "tau_best": best, "tau_interp": interp,
+           "test_acc": at("test_acc", best), "test_loss": at("test_loss", best),
+           "val_acc_best": at("val_acc", best), "val_loss_best": at("val_loss", best),
+           "val_acc_interp": at("val_acc", interp), "repair_gap": None,
+           "train_acc_final": epochs[last]["train_acc"], "train_acc_best": at("train_acc", best),
+           "w_norm_init": epochs[0]["w_norm"], "w_norm_best": at("w_norm", best),
+           "w_norm_final": epochs[last]["w_norm"], "t_sgd": epochs[last]["t_sgd"], "t_l2": epochs[last]["t_l2"],
+           "t_adapt": epochs[last]["t_adapt"], "n_params": 0, "wall_time_s": 0.0,
+           "initmem_version": "standin", "torch_version": "", "device_name": "standin", "updated_at": now}
+    return row
+
+
+def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | ResultsWriter | None = None,
+                       checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
+                       on_checkpoint: Callable[[int, Path], None] | None = None,
+                       log: Callable[[str], None] | None = print, stop_after_epoch: int | None = None,
+                       epoch_seconds: float = 0.0) -> list[dict]:
+    """train_pack's contract with fake metrics; `epoch_seconds` of sleep per epoch (tests)."""
+    check_pack(runs)
+    log = log or (lambda _msg: None)
+    pid, cfg = pack_id(runs), runs[0]
+    ids = [r.run_id for r in runs]
+    writer = ResultsWriter(results) if isinstance(results, (str, os.PathLike)) else results
+    if writer is not None:
+        done = writer.pack_rows(pid)
+        if done and all(r["status"] != "running" for r in done):
+            log(f"[{pid}] already finished: not retrained")
+            return done
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    written = -1
+    if ckpt is not None and (ckpt / STATE_FILE).exists():
+        written = json.loads((ckpt / STATE_FILE).read_text())["epoch"]
+        log(f"[{pid}] resumed at epoch {written}")
+    if writer is not None:
+        writer.drop_epochs_after(pid, written)
+        if written < 0:
+            writer.write_runs(pid, [_summary_row(r, i, pid, "running", 0, {0: fake_epoch_row(r, i, 0)})
+                                    for r, i in zip(runs, ids)])
+    last = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
+    epoch = max(written, 0)
+    pending = list(range(written + 1, epoch + 1))  # epoch 0 when starting fresh
+    while epoch < last:
+        epoch += 1
+        if epoch_seconds:
+            time.sleep(epoch_seconds)
+        pending.append(epoch)
+        if epoch % checkpoint_every == 0 or epoch == last:
+            if writer is not None:
+                writer.write_epochs(pid, [fake_epoch_row(r, i, e) for e in pending for r, i in zip(runs, ids)])
+            pending = []
+            if ckpt is not None:
+                ckpt.mkdir(parents=True, exist_ok=True)
+                tmp = ckpt / f"{STATE_FILE}.tmp"
+                tmp.write_text(json.dumps({"epoch": epoch, "pack_id": pid}))
+                tmp.replace(ckpt / STATE_FILE)
+            if on_checkpoint is not None:
+                on_checkpoint(epoch, ckpt)
+    status = "completed" if epoch == cfg.epochs else "running"
+    rows = [_summary_row(r, i, pid, status, epoch, {e: fake_epoch_row(r, i, e) for e in range(epoch + 1)})
+            for r, i in zip(runs, ids)]
+    if writer is not None:
+        writer.write_runs(pid, rows)
+    return rows
+
+
+class CrashOnce:
+    """Wrap a train function: exit the process right after the checkpoint of `after_epoch`, once.
+
+    The marker file (shared by all attempts) is created just before the exit; its presence makes
+    later attempts train normally. Picklable, so Tune can ship it to a worker.
+    """
+
+    def __init__(self, train_fn: Callable, marker: str, after_epoch: int = 1):
+        self.train_fn, self.marker, self.after_epoch = train_fn, str(marker), after_epoch
+
+    def __call__(self, runs, data, *args, on_checkpoint=None, **kwargs):
+        def hook(epoch, directory):
+            if on_checkpoint is not None:
+                on_checkpoint(epoch, directory)
+            if epoch == self.after_epoch and not os.path.exists(self.marker):
+                Path(self.marker).write_text(f"crashed after the checkpoint of epoch {epoch}\n")
+                os._exit(17)  # no cleanup, no exception: like a killed worker
+        return self.train_fn(runs, data, *args, on_checkpoint=hook, **kwargs)
