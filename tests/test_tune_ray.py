@@ -1,6 +1,6 @@
 """tune_jobs on real local Ray (slow): a killed worker, a killed driver, `ray job submit` end to end.
 
-    python -m pytest -m slow tests/test_tune_ray.py        # ~5 min on 2 CPU cores
+    python -m pytest -m slow tests/test_tune_ray.py        # ~2 min on 2 CPU cores
 
 Every test trains with the real initmem.train.train_pack on dataset="synthetic" (no data files).
 Ray runs on loopback only; processes a test starts are ended by their ids / process group.

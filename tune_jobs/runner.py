@@ -36,8 +36,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-# Before Ray is imported: no TensorBoard/CSV/JSON trial loggers (results are Parquet; the loggers
-# cost a second per trial and import torch into the driver), no Tune status tables.
+# Before Ray is imported: no automatic TensorBoard/CSV trial loggers (results are Parquet; they cost
+# time per trial and import torch into the driver; _fit adds only the JSON one), no status tables.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Tune forces a state snapshot whenever a trial has made num_to_keep checkpoints since the last one
@@ -350,8 +350,8 @@ def _progress_callback(labels: dict[str, str], sizes: dict[str, int], out: Calla
                 "its last checkpoint")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            out(f"{self._head(trials)} FAILED  {self._name(trial)} after {trial.run_metadata.num_failures} "
-                f"failure(s); error: {getattr(trial, 'error_file', None) or trial.path}")
+            out(f"{self._head(trials)} FAILED  {self._name(trial)} after {trial.num_failures} failure(s); "
+                f"traceback: {posixpath.join(trial.path, 'error.txt') if trial.path else trial.error_file}")
 
     return Progress()
 
@@ -364,18 +364,20 @@ def connect_ray(opts: SweepOptions, out: Callable[[str], None]) -> bool:
     import logging
 
     address = opts.address or os.environ.get("RAY_ADDRESS")
+    if opts.address:
+        check_address(opts.address)  # before Ray is imported or started
     if not address and "ray" not in sys.modules:
         # A local Ray is one node: use the loopback address (Ray's single-node mode, as on macOS)
         # instead of this machine's network address. Read by Ray when it is imported.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
+    if not opts.verbose:  # "result.json not found" when a trial restarts before its first report
+        logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
     if ray.is_initialized():
         return False
     common = dict(logging_level=logging.INFO if opts.verbose else logging.WARNING,
                   log_to_driver=opts.verbose)
     if address:
-        if opts.address:
-            check_address(opts.address)
         try:
             ray.init(address=address, **common)
         except Exception as e:  # noqa: BLE001 - ConnectionError, AuthenticationError, ...
