@@ -5,6 +5,7 @@
     python -m tune_jobs my_grid.yaml --preset full --storage s3://bucket/initmem --device cuda
     python -m tune_jobs --list                                        # the catalogue
 
+A finished sweep ends by building its HTML report, <results>/report.html (--no-report: skip).
 Bad input (unknown experiment or preset, an invalid field, unwritable storage, an unreachable
 cluster, missing data) is reported before anything starts, with exit status 2.
 """
@@ -61,6 +62,8 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--efficiency", type=float, default=None, help="cost estimate: fraction of peak FLOP/s achieved")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="set a RunConfig field on every run, e.g. --set dataset=synthetic --set precision=tf32")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not build the HTML report at the end (default: <results>/report.html)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Ray's and the trials' own logs")
     return p
 
@@ -93,4 +96,19 @@ def main(argv: Sequence[str] | None = None, experiment: str | None = None) -> in
     except (ConfigError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not args.dry_run and not args.no_report:
+        build_report(result.results)
     return 0 if result.ok or args.dry_run else 1
+
+
+def build_report(results: str) -> None:
+    """The sweep ends with its report: <results>/report.html (./report.html for a URI root)."""
+    from analysis.report import main as report_main
+    path = "report.html" if "://" in results else f"{results.rstrip('/')}/report.html"
+    try:
+        report_main([results, "-o", path])
+    except Exception as e:  # the results are safe on storage; a report failure must not hide that
+        print(f"warning: the report could not be built ({type(e).__name__}: {e}); "
+              f"rebuild it with: python -m analysis.report {results} -o report.html", file=sys.stderr)
+        return
+    print(f"report      {path} (open it in a browser)")

@@ -544,7 +544,7 @@ def _summarize(plan: Plan, results: str, errors: list[str], wall: float, out: Ca
     if errors or finished < len(plan.runs):
         out("resume      re-run the same command: finished packs are skipped, the rest resume from checkpoints")
     out(f"results     {_show(results)}")
-    out(f"report      python -m analysis.report {_show(results)} -o report.html")
+    out(f"rebuild     python -m analysis.report {_show(results)} -o report.html   (the report command)")
     return SweepResult(results, plan, len(plan.runs), finished, statuses, errors, wall)
 
 
