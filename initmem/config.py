@@ -210,15 +210,20 @@ def _validate(c: RunConfig) -> None:
         _fail("device", c.device, "'cpu', 'cuda' or 'cuda:N'")
 
 
+def group_by_pack_key(runs: Iterable[RunConfig]) -> dict[tuple, list[RunConfig]]:
+    """Runs that may share a pack, in first-seen order of their pack_key and of the runs."""
+    groups: dict[tuple, list[RunConfig]] = {}
+    for r in runs:
+        groups.setdefault(r.pack_key, []).append(r)
+    return groups
+
+
 def group_into_packs(runs: Iterable[RunConfig], max_pack_size: int) -> list[list[RunConfig]]:
     """Group runs by pack_key, keep the input order inside a group, split at max_pack_size."""
     if max_pack_size < 1:
         raise ConfigError(f"max_pack_size={max_pack_size!r} is not allowed: an integer >= 1")
-    groups: dict[tuple, list[RunConfig]] = {}
-    for r in runs:
-        groups.setdefault(r.pack_key, []).append(r)
     packs = []
-    for members in groups.values():
+    for members in group_by_pack_key(runs).values():
         for i in range(0, len(members), max_pack_size):
             packs.append(members[i:i + max_pack_size])
     return packs

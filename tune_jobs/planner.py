@@ -28,7 +28,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from initmem.config import TRAIN_SIZE, ConfigError, RunConfig, check_pack, group_into_packs, pack_id
+from initmem.config import (TRAIN_SIZE, ConfigError, RunConfig, check_pack, group_by_pack_key, group_into_packs,
+                            pack_id)
 
 CPU_PACK_SIZE = 4            # default max pack size on CPU workers
 GPU_MEMORY_FRACTION = 0.75   # share of GPU memory packs may plan to use (allocator slack, cuDNN workspaces)
@@ -224,11 +225,8 @@ def make_packs(runs: Sequence[RunConfig], device: Device, cap: int | None = None
     (explicit, or max_pack_size for the group on the device)."""
     if cap is not None and cap < 1:
         raise ConfigError(f"max_pack_size={cap!r} is not allowed: an integer >= 1")
-    groups: dict[tuple, list[RunConfig]] = {}
-    for r in runs:
-        groups.setdefault(r.pack_key, []).append(r)
     packs = []
-    for members in groups.values():
+    for members in group_by_pack_key(runs).values():
         limit = cap or max_pack_size(members[0], device)
         n = math.ceil(len(members) / limit)
         packs += group_into_packs(members, math.ceil(len(members) / n))  # equal sizes, not limit + rest
