@@ -186,7 +186,7 @@ class PackTrainer:
                    "train_acc": float(train_acc[i]), "val_loss": float(val_raw[i] + pen[i]),
                    "val_loss_raw": float(val_raw[i]), "val_acc": float(val_acc[i]),
                    "test_loss": float(test_raw[i] + pen[i]), "test_acc": float(test_acc[i]),
-                   "lr": r.lr0 * f, "t_sgd": float(np.float64(r.lr0) ** 2 * s2 / r.batch_size),
+                   "lr": r.lr0 * f, "t_sgd": r.lr0 * (r.lr0 * s2) / r.batch_size,
                    "t_l2": r.l2 * r.lr0 * s1, "t_adapt": r.lr0 * s1, "w_norm": float(metrics.total_norm(norms[i])),
                    "kernel_norms": [float(v) for v in norms[i]], "wall_time": self.wall}
             for k, v in row.items():
