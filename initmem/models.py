@@ -96,12 +96,16 @@ class BatchNorm(nn.Module):
         if not self.training:
             return F.batch_norm(x, self.moving_mean.flatten(), self.moving_var.flatten(), w, b,
                                 False, 0.0, EPS)
+        # One fused pass normalises with the batch stats (biased var) and, with momentum 1, leaves
+        # the batch mean and the *unbiased* batch variance in two scratch buffers.
+        mean = torch.zeros_like(w)
+        var = torch.zeros_like(w)
+        y = F.batch_norm(x, mean, var, w, b, True, 1.0, EPS)
         with torch.no_grad():
-            var, mean = torch.var_mean(x, (0, 2, 3), correction=0)
+            n = x.numel() // x.shape[1]
             self._ema_(self.moving_mean, mean)
-            self._ema_(self.moving_var, var)
-        # running stats None: F.batch_norm normalises with the batch stats (biased var), fused fwd/bwd
-        return F.batch_norm(x, None, None, w, b, True, 0.0, EPS)
+            self._ema_(self.moving_var, var * ((n - 1) / n) if n > 1 else var)  # Keras: biased variance
+        return y
 
     def _ema_(self, buf: Tensor, stat: Tensor) -> None:
         new = buf * MOMENTUM + stat.view_as(buf) * (1.0 - MOMENTUM)  # Keras' expression
