@@ -118,3 +118,9 @@ def test_real_cifar_npz_when_present(shared):
     s = load_splits(path=path)
     assert (len(s.y_train), len(s.y_val), len(s.y_test)) == (40_000, 10_000, 10_000)
     assert torch.bincount(s.y_test).tolist() == [1000] * 10
+
+
+def test_folder_without_torchvision_cifar_says_what_to_pass(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()  # present but empty: torchvision's integrity check fails
+    with pytest.raises(DataError, match="no torchvision CIFAR-10 here.*--data"):
+        load_splits(path=tmp_path)
