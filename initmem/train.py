@@ -60,11 +60,6 @@ def setup_precision(cfg: RunConfig) -> tuple[torch.dtype, Callable]:
     return dtype, nullcontext
 
 
-def _kernels(model) -> list[torch.Tensor]:
-    params = dict(model.named_parameters())
-    return [params[n] for n in model.kernel_names]
-
-
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, n_runs: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy and accuracy per run in inference mode; the same images for every run."""
@@ -75,7 +70,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, n_runs: int, autocast) -> 
         xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
         with autocast():
             logits = model(xb.unsqueeze(0).expand(n_runs, *xb.shape))
-        logits = logits.to(x.dtype if x.dtype == torch.float64 else torch.float32)
+        logits = logits.to(x.dtype)  # bf16 autocast logits -> fp32 for the loss
         ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(n_runs), reduction="none").view(n_runs, -1)
         loss += ce.sum(1).double()
         correct += (logits.argmax(-1) == yb).sum(1).double()
@@ -102,10 +97,13 @@ class PackTrainer:
         self.total_steps = self.cfg.epochs * self.steps_per_epoch
 
         vec = (lambda key: torch.tensor([getattr(r, key) for r in runs], dtype=torch.float64, device=self.device))
-        self.lr0, self.l2, self.wd = vec("lr0"), vec("l2"), vec("weight_decay")
+        self.lr0 = vec("lr0")  # float64: the schedule is computed in double, then cast per step
+        self.l2, self.wd = vec("l2").to(self.dtype), vec("weight_decay").to(self.dtype)
         self.has_l2 = bool((self.l2 > 0).any())
         self.model = build_model(self.cfg, self.m, dtype=self.dtype, device=self.device)
         self.model.init_([r.sigma_w for r in runs], run_generators([r.seed for r in runs], stream=0))
+        params = dict(self.model.named_parameters())  # stable tensors: load_state_dict copies in place
+        self.kernels = [params[n] for n in self.model.kernel_names]
         self.n_params = self.model.n_params_per_run()
         self.forward = torch.compile(self.model, mode="reduce-overhead" if self.device.type == "cuda"
                                      else "default") if self.cfg.compile else self.model
@@ -128,7 +126,7 @@ class PackTrainer:
         """Keras L2 penalty per run at the current weights (for reported losses)."""
         if not self.has_l2:
             return torch.zeros(self.m, dtype=torch.float64, device=self.device)
-        return l2_penalty(_kernels(self.model), self.l2.to(self.dtype)).double()
+        return l2_penalty(self.kernels, self.l2).double()
 
     def train_epoch(self) -> tuple[np.ndarray, np.ndarray]:
         """One pass over each run's shuffled train split. Returns (train_loss, train_acc) per run."""
@@ -148,14 +146,13 @@ class PackTrainer:
                 logits = self.forward(x)
             logits = logits.to(self.dtype)
             ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(m, -1).mean(1)
-            loss = ce + (l2_penalty(_kernels(self.model), self.l2.to(self.dtype))
-                         if self.has_l2 else 0.0)                         # (M,) Keras loss per run
+            loss = ce + (l2_penalty(self.kernels, self.l2) if self.has_l2 else 0.0)  # (M,) Keras loss per run
             self.model.zero_grad(set_to_none=True)
             loss.sum().backward()                                          # runs share no parameter
             finite = torch.isfinite(loss.detach())
             active = active & finite                                       # freeze at the last finite state
             lr = self.lr0 * schedule_factor(self.step, self.total_steps, cfg.alpha, cfg.schedule)
-            self.opt.step(lr.to(self.dtype), self.wd.to(self.dtype), active)
+            self.opt.step(lr.to(self.dtype), self.wd, active)
             n_b = y.shape[1]
             loss_sum += torch.where(finite, loss.detach().double(), torch.nan) * n_b
             correct += (logits.detach().argmax(-1) == y).sum(1).double()
@@ -169,9 +166,7 @@ class PackTrainer:
         d = self.data
         val_raw, val_acc = evaluate(self.forward, d.x_val, d.y_val, self.m, self.autocast)
         test_raw, test_acc = evaluate(self.forward, d.x_test, d.y_test, self.m, self.autocast)
-        with torch.no_grad():
-            pen = self._penalty()
-            norms = metrics.kernel_norms(_kernels(self.model))
+        pen, norms = self._penalty(), metrics.kernel_norms(self.kernels)  # both without autograd
         val_raw, val_acc, test_raw, test_acc, pen, norms = (
             t.cpu().numpy() for t in (val_raw, val_acc, test_raw, test_acc, pen, norms))
         self.wall += time.perf_counter() - started
