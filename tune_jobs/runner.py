@@ -45,7 +45,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 from initmem.config import ConfigError, RunConfig, pack_id  # noqa: E402
-from initmem.results import ResultsWriter, read_runs, resolve  # noqa: E402
+from initmem.results import ResultsWriter, completed_run_ids, read_runs, resolve  # noqa: E402
 from tune_jobs.catalogue import Experiment  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
                                make_plan, pack_labels)
@@ -229,10 +229,9 @@ def load_plan(exp_dir: str, runs: Sequence[RunConfig]) -> Plan | None:
 def finished_packs(results: str, plan: Plan) -> set[str]:
     """Pack ids whose runs all have a final status in the Parquet (never trained again)."""
     try:
-        df = read_runs(results, columns=["run_id", "status"])
-    except Exception:  # noqa: BLE001 - no or unreadable results: nothing is finished
+        done = completed_run_ids(results)
+    except Exception:  # noqa: BLE001 - unreadable results (a missing folder reads as empty): nothing is finished
         return set()
-    done = set(df.loc[df["status"] != "running", "run_id"])
     return {pack_id(p) for p in plan.packs if all(r.run_id in done for r in p)}
 
 
@@ -431,8 +430,7 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
 
     if opts.dry_run:
         plan = plan_sweep(exp, preset, opts, slots=_local_slots(opts))
-        skipped = len(finished_packs(results, plan)) if _exists(results) else 0
-        out(format_plan(plan, skipped))
+        out(format_plan(plan, len(finished_packs(results, plan))))
         out(f"storage     {exp_dir}")
         out("dry run     nothing trained; drop --dry-run to start")
         return SweepResult(results, plan, len(plan.runs), 0, {}, [], time.time() - t0)
@@ -554,15 +552,6 @@ def _show(path: str) -> str:
         return path
     rel = os.path.relpath(path)
     return rel if not rel.startswith("..") else path
-
-
-def _exists(uri: str) -> bool:
-    from pyarrow import fs as pafs
-    try:
-        fs, path = resolve(uri)
-        return fs.get_file_info(path).type != pafs.FileType.NotFound
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def _local_slots(opts: SweepOptions) -> int:
