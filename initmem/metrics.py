@@ -23,7 +23,9 @@ def lr_schedule(k, total_steps: int, lr0: float = 1.0, alpha: float = 0.01, sche
     if schedule == "constant":
         return lr0 * np.ones_like(np.asarray(k, dtype=np.float64)) if np.ndim(k) else float(lr0)
     if schedule != "cosine":
-        raise ValueError(f"schedule={schedule!r} is not allowed: 'cosine' or 'constant'")
+        raise ValueError(f"schedule={schedule!r} is not allowed: one of ['cosine', 'constant']")
+    if total_steps < 1:
+        raise ValueError(f"total_steps={total_steps!r} is not allowed: an integer >= 1")
     frac = np.minimum(np.asarray(k, dtype=np.float64), total_steps) / total_steps
     out = lr0 * (alpha + (1.0 - alpha) * 0.5 * (1.0 + np.cos(np.pi * frac)))
     return out if np.ndim(k) else float(out)

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from initmem.metrics import lr_schedule
+
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "muon", "muon_conv")
 KINDS = ("conv", "dense", "bias", "norm")
 
@@ -55,15 +57,9 @@ NS_DTYPE = torch.float32    # SPEC: Newton-Schulz runs in float32 whatever the p
 
 
 def schedule_factor(k: int, total_steps: int, alpha: float, schedule: str) -> float:
-    """lr_k / lr0 for update k (k = 0, 1, ...): Keras CosineDecay(decay_steps=K, alpha) or 1."""
-    if schedule == "constant":
-        return 1.0
-    if schedule != "cosine":
-        raise ValueError(f"schedule={schedule!r} is not allowed: one of ['cosine', 'constant']")
-    if total_steps < 1:
-        raise ValueError(f"total_steps={total_steps!r} is not allowed: an integer >= 1")
-    frac = min(k, total_steps) / total_steps
-    return alpha + (1.0 - alpha) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    """lr_k / lr0 for update k (k = 0, 1, ...): Keras CosineDecay(decay_steps=K, alpha) or 1.
+    The formula lives in initmem.metrics.lr_schedule (shared with the clocks)."""
+    return lr_schedule(k, total_steps, 1.0, alpha, schedule)
 
 
 def l2_penalty(kernels: Sequence[Tensor], l2: Tensor) -> Tensor:
