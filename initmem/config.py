@@ -40,6 +40,7 @@ PER_RUN_FIELDS = ("sigma_w", "seed", "lr0", "l2", "weight_decay")
 EXECUTION_FIELDS = ("experiment", "device", "channels_last", "compile")
 
 TRAIN_SIZE = 40_000  # CIFAR-10 train split after the seed-42 validation hold-out (SPEC Section 3)
+SYNTHETIC_TRAIN_SIZE = 640  # train images of dataset="synthetic" when train_subset is 0 (tests)
 
 
 class ConfigError(ValueError):
@@ -95,7 +96,8 @@ class RunConfig:
     # --- derived quantities -----------------------------------------------------------------
     @property
     def n_train(self) -> int:
-        return self.train_subset or TRAIN_SIZE
+        """Train images per epoch: the subset, else the whole train split of the dataset."""
+        return self.train_subset or (SYNTHETIC_TRAIN_SIZE if self.dataset == "synthetic" else TRAIN_SIZE)
 
     @property
     def steps_per_epoch(self) -> int:

@@ -34,13 +34,11 @@ from initmem.config import RunConfig, check_pack, pack_id
 from initmem.data import Splits, augment, epoch_order, run_generators
 from initmem.models import build_model
 from initmem.optim import PackedOptimizer, l2_penalty, schedule_factor
-from initmem.results import ResultsWriter
+from initmem.results import EPOCHS_SCHEMA, ResultsWriter
 
 CHECKPOINT_FILE = "state.pt"
 EVAL_BATCH = 1000  # images per inference chunk (per run)
-HISTORY_KEYS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_loss_raw", "val_acc",
-                "test_loss", "test_acc", "lr", "t_sgd", "t_l2", "t_adapt", "w_norm", "kernel_norms",
-                "wall_time")
+HISTORY_KEYS = tuple(n for n in EPOCHS_SCHEMA.names if n != "run_id")  # one list per epochs column
 
 
 def setup_precision(cfg: RunConfig) -> tuple[torch.dtype, Callable]:
@@ -88,13 +86,11 @@ class PackTrainer:
         self.device = torch.device(self.cfg.device)
         self.dtype, self.autocast = setup_precision(self.cfg)
         self.data = data.to(self.device, self.dtype)
-        n = len(self.data.y_train)
-        if n != self.cfg.n_train and not (self.cfg.dataset == "synthetic" and self.cfg.train_subset == 0):
-            raise ValueError(f"data has {n} train images but the config asks for train_subset="
-                             f"{self.cfg.train_subset}; load the data with the same subset")
-        self.n_train = n
-        self.steps_per_epoch = -(-n // self.cfg.batch_size)
-        self.total_steps = self.cfg.epochs * self.steps_per_epoch
+        self.n_train = len(self.data.y_train)
+        if self.n_train != self.cfg.n_train:
+            raise ValueError(f"data has {self.n_train} train images but the config expects {self.cfg.n_train} "
+                             f"(train_subset={self.cfg.train_subset}); load the data with the same subset")
+        self.steps_per_epoch, self.total_steps = self.cfg.steps_per_epoch, self.cfg.total_steps
 
         vec = (lambda key: torch.tensor([getattr(r, key) for r in runs], dtype=torch.float64, device=self.device))
         self.lr0 = vec("lr0")  # float64: the schedule is computed in double, then cast per step
@@ -132,7 +128,8 @@ class PackTrainer:
         """One pass over each run's shuffled train split. Returns (train_loss, train_acc) per run."""
         cfg, m, b = self.cfg, self.m, self.cfg.batch_size
         order = epoch_order(self.n_train, self.data_gens).to(self.device)
-        active = torch.as_tensor(self.active, device=self.device)
+        active = torch.tensor(self.active, device=self.device)
+        self.model.active = active  # BN layers hold this tensor; it is narrowed in place below
         loss_sum = torch.zeros(m, dtype=torch.float64, device=self.device)
         correct = torch.zeros(m, dtype=torch.float64, device=self.device)
         self.model.train()
@@ -141,7 +138,6 @@ class PackTrainer:
             x, y = self.data.x_train[idx], self.data.y_train[idx]        # (M, B, 3, 32, 32), (M, B)
             if cfg.augment:
                 x = augment(x, self.data_gens)
-            self.model.active = active
             with self.autocast():
                 logits = self.forward(x)
             logits = logits.to(self.dtype)
@@ -150,7 +146,7 @@ class PackTrainer:
             self.model.zero_grad(set_to_none=True)
             loss.sum().backward()                                          # runs share no parameter
             finite = torch.isfinite(loss.detach())
-            active = active & finite                                       # freeze at the last finite state
+            active.logical_and_(finite)                                    # freeze at the last finite state
             lr = self.lr0 * schedule_factor(self.step, self.total_steps, cfg.alpha, cfg.schedule)
             self.opt.step(lr.to(self.dtype), self.wd, active)
             n_b = y.shape[1]
@@ -289,8 +285,8 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
     log = log or (lambda _msg: None)
     writer = ResultsWriter(results) if isinstance(results, (str, os.PathLike)) else results
     if writer is not None:
-        done = writer.pack_rows(pack_id(runs))
-        if done and all(r["status"] != "running" for r in done):
+        done = writer.finished_rows(pack_id(runs))
+        if done:
             log(f"[{pack_id(runs)}] already finished in {writer.root_uri}: not retrained")
             return done
     t = PackTrainer(runs, data)
