@@ -15,6 +15,7 @@ writes the epochs since its last checkpoint, then the checkpoint; on resume from
 from __future__ import annotations
 
 import dataclasses
+import os
 import posixpath
 import uuid
 from typing import Any, Mapping, Sequence
@@ -95,7 +96,6 @@ def resolve(root: str) -> tuple[pafs.FileSystem, str]:
     """A results root (local path or URI) -> (pyarrow filesystem, path inside it)."""
     if "://" in root:
         return pafs.FileSystem.from_uri(root)
-    import os
     return pafs.LocalFileSystem(), os.path.abspath(root)
 
 
@@ -136,6 +136,12 @@ class ResultsWriter:
         if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
             return []
         return pq.read_table(path, filesystem=self.fs, schema=RUNS_SCHEMA).to_pylist()
+
+    def finished_rows(self, pack: str) -> list[dict[str, Any]]:
+        """The runs rows of a pack whose every run has a final status ([] otherwise): such a pack
+        is never trained again."""
+        rows = self.pack_rows(pack)
+        return rows if rows and all(r["status"] != "running" for r in rows) else []
 
     def drop_epochs_after(self, pack: str, epoch: int) -> list[str]:
         """Delete this pack's epochs files that start after `epoch` (left by a dead attempt)."""
