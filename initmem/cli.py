@@ -21,18 +21,6 @@ from pathlib import Path
 
 from initmem.config import PER_RUN_FIELDS, ConfigError, RunConfig
 
-_TYPES = {"int": int, "float": float, "str": str}
-
-
-def _bool(v: str) -> bool:
-    low = v.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{v!r} is not a boolean (true/false)")
-
-
 def build_runs(base: dict, per_run: dict[str, list]) -> list[RunConfig]:
     """The pack: one RunConfig per element of the product of the per-run value lists."""
     keys = [k for k in PER_RUN_FIELDS if per_run.get(k)]
@@ -61,14 +49,12 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train one pack locally and write Parquet")
     tr.add_argument("--config", help="YAML or JSON file of RunConfig fields (lists allowed for per-run fields)")
-    for f in dataclasses.fields(RunConfig):
+    for f in dataclasses.fields(RunConfig):  # values stay strings: RunConfig.from_dict converts and checks
         flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            tr.add_argument(flag, type=_bool, default=None, metavar="BOOL")
-        elif f.name in PER_RUN_FIELDS:
-            tr.add_argument(flag, type=_TYPES[f.type], nargs="+", default=None, help="one or more values")
+        if f.name in PER_RUN_FIELDS:
+            tr.add_argument(flag, nargs="+", default=None, metavar=f.type.upper(), help="one or more values")
         else:
-            tr.add_argument(flag, type=_TYPES[f.type], default=None)
+            tr.add_argument(flag, default=None, metavar=f.type.upper())
     tr.add_argument("--data", help="CIFAR-10 .npz or torchvision folder (else $INITMEM_DATA)")
     tr.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if missing")
     tr.add_argument("--out", default="results/adhoc", help="results root (folder or URI); default results/adhoc")
@@ -100,8 +86,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     runs = build_runs(base, per_run)  # validates every field before any data is read
     cfg = runs[0]
     data = load_splits(cfg.dataset, args.data, cfg.train_subset, cfg.eval_subset, download=args.download)
-    ckpt = args.checkpoint_dir or str(Path(args.out) / "checkpoints" / pack_id(runs)) \
-        if "://" not in args.out else args.checkpoint_dir
+    ckpt = args.checkpoint_dir
+    if ckpt is None and "://" not in args.out:  # checkpoints are local files; none by default for a URI
+        ckpt = str(Path(args.out) / "checkpoints" / pack_id(runs))
     print(f"pack {pack_id(runs)}: {len(runs)} run(s), data {data.source} "
           f"({len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test)")
     start = time.perf_counter()
