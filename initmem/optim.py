@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from initmem.config import OPTIMIZERS
 from initmem.metrics import lr_schedule
 
-OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "muon", "muon_conv")
 KINDS = ("conv", "dense", "bias", "norm")
 
 ADAM_BETA_1 = 0.9
