@@ -410,12 +410,11 @@ def trial_resources(device: Device, opts: SweepOptions) -> dict[str, float]:
 
 # --- the sweep ----------------------------------------------------------------------------------------
 
-def plan_sweep(exp: Experiment, preset: str, opts: SweepOptions, cluster_gpus: float | None = None,
-               slots: int = 0, gpu_memory_gb: float | None = None) -> Plan:
-    runs = exp.runs(preset, opts.overrides)
-    device = detect_device(opts.device, opts.gpu_memory_gb or gpu_memory_gb, opts.cpus_per_trial, slots,
-                           cluster_gpus, opts.efficiency)
-    return make_plan(exp.label(preset), preset, runs, device, opts.max_pack_size, exp.description)
+def trial_device(opts: SweepOptions, cluster_gpus: float | None = None, slots: int = 0,
+                 gpu_memory_gb: float | None = None) -> Device:
+    """The device the packs are planned for: the options, else what the cluster (or this machine) has."""
+    return detect_device(opts.device, opts.gpu_memory_gb or gpu_memory_gb, opts.cpus_per_trial, slots,
+                         cluster_gpus, opts.efficiency)
 
 
 def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callable | None = None,
@@ -427,41 +426,43 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
     if opts.storage is None:
         out(f"storage     {storage} (default; pass --storage PATH_OR_URI to choose)")
     exp_dir, results, tune_dir = experiment_paths(storage, label)
+    runs = exp.runs(preset, opts.overrides)  # ConfigError before anything starts
 
     if opts.dry_run:
-        plan = plan_sweep(exp, preset, opts, slots=_local_slots(opts))
+        plan = make_plan(label, preset, runs, trial_device(opts, slots=_local_slots(opts)), opts.max_pack_size,
+                         exp.description)
         out(format_plan(plan, len(finished_packs(results, plan))))
         out(f"storage     {exp_dir}")
         out("dry run     nothing trained; drop --dry-run to start")
         return SweepResult(results, plan, len(plan.runs), 0, {}, [], time.time() - t0)
 
-    runs = exp.runs(preset, opts.overrides)  # ConfigError before anything starts
     check_storage(exp_dir)
     on_cluster = bool(opts.address or os.environ.get("RAY_ADDRESS"))
     data = check_data(runs, opts, on_cluster)
     if data:
         out(f"data        {data}")
     stored = load_plan(exp_dir, runs)
-    if stored is not None and len(finished_packs(results, stored)) == len(stored.packs):
+    done = finished_packs(results, stored) if stored is not None else set()
+    if stored is not None and len(done) == len(stored.packs):
         out(f"nothing to train: every pack of {label} in {exp_dir} is already finished")
         return _summarize(stored, results, [], time.time() - t0, out)
     started = connect_ray(opts, out)
     try:
         import ray
         res = ray.cluster_resources()
-        plan = plan_sweep(exp, preset, opts, cluster_gpus=res.get("GPU", 0),
-                          gpu_memory_gb=gpu_memory_from_resources(res))
-        per_trial = trial_resources(plan.device, opts)
+        device = trial_device(opts, cluster_gpus=res.get("GPU", 0), gpu_memory_gb=gpu_memory_from_resources(res))
+        per_trial = trial_resources(device, opts)
         slots = int(min(res.get(k.upper(), 0) // v for k, v in per_trial.items() if v > 0))
         if opts.max_concurrent:
             slots = min(slots, opts.max_concurrent)
-        plan.device = dataclasses.replace(plan.device, slots=max(slots, 0))
-        if stored is not None:
-            plan = dataclasses.replace(stored, device=plan.device)
-            out(f"plan        the packs of the first run ({posixpath.join(exp_dir, PLAN_FILE)})")
+        device = dataclasses.replace(device, slots=max(slots, 0))
+        if stored is not None:  # its packs win: Tune's trials and the Parquet pack ids stay valid
+            plan = dataclasses.replace(stored, device=device)
+            out(f"plan        the packs of the first run ({_plan_uri(exp_dir)})")
         else:
+            plan = make_plan(label, preset, runs, device, opts.max_pack_size, exp.description)
             save_plan(plan, exp_dir)
-        done = finished_packs(results, plan)
+            done = finished_packs(results, plan)
         out(format_plan(plan, len(done)))
         out(f"storage     {exp_dir}")
         todo = [pid for pid in plan.pack_ids if pid not in done]
