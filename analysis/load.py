@@ -112,31 +112,36 @@ def load(roots: str | Sequence[str], filters: list | None = None,
     (run_id, epoch) appears twice in one root.
     """
     roots = [roots] if isinstance(roots, str) else list(roots)
-    all_runs, all_epochs, offset = [], [], 0
+    all_runs, all_epochs, offsets = [], [], [0]
     for root in roots:
         runs, epochs = _one_root(root, filters, epoch_columns)
         runs = runs.reset_index(drop=True)
         if runs["run_id"].duplicated().any():
             dup = runs.loc[runs["run_id"].duplicated(), "run_id"].head(5).tolist()
             raise ResultsError(f"run_id appears twice in the runs table of {root}: {dup}")
-        runs["run"] = np.arange(offset, offset + len(runs), dtype=np.int64)
+        runs["run"] = np.arange(offsets[-1], offsets[-1] + len(runs), dtype=np.int64)
         pos = _run_index(epochs["run_id"], runs["run_id"]) if len(epochs) else np.zeros(0, np.int64)
         keep = pos >= 0
         if not keep.all():
             epochs = epochs.loc[keep].reset_index(drop=True)
             pos = pos[keep]
-        epochs["run"] = pos + offset
+        epochs["run"] = pos + offsets[-1]
         epochs["epoch"] = epochs["epoch"].to_numpy(np.int32)  # never null: plain int32, not Int32
-        key = epochs["run"].to_numpy() * 1_000_000 + epochs["epoch"].to_numpy(np.int64)
-        if len(key) != len(np.unique(key)):
-            raise ResultsError(f"duplicated (run_id, epoch) rows under {root}")
         all_runs.append(runs)
         all_epochs.append(epochs)
-        offset += len(runs)
+        offsets.append(offsets[-1] + len(runs))
     runs = pd.concat(all_runs, ignore_index=True) if len(all_runs) > 1 else all_runs[0]
     epochs = pd.concat(all_epochs, ignore_index=True) if len(all_epochs) > 1 else all_epochs[0]
     runs = add_procedure(runs)
-    order = np.lexsort((epochs["epoch"].to_numpy(np.int64), epochs["run"].to_numpy()))
+    # one sort by (run, epoch) both orders the rows and finds duplicates (adjacent equal keys);
+    # `run` is unique across roots, so a duplicate lies within one root
+    run, epoch = epochs["run"].to_numpy(), epochs["epoch"].to_numpy(np.int64)
+    order = np.lexsort((epoch, run))
+    run, epoch = run[order], epoch[order]
+    dup = np.flatnonzero((run[1:] == run[:-1]) & (epoch[1:] == epoch[:-1]))
+    if dup.size:
+        root = roots[np.searchsorted(offsets, run[dup[0]], side="right") - 1]
+        raise ResultsError(f"{dup.size} duplicated (run_id, epoch) rows under {root}")
     if not (order == np.arange(len(order))).all():
         epochs = epochs.take(order).reset_index(drop=True)
     return runs, epochs
