@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from initmem.config import RunConfig, pack_id
+from initmem.metrics import summarize
 from initmem.results import EPOCHS_SCHEMA, RUNS_SCHEMA
 
 from analysis.sensitivity import ADAPTIVE, matching_clock
@@ -246,18 +247,10 @@ def _pack(plant: Plant, runs: list[RunConfig], rng: np.random.Generator, diverge
         train_acc[i, d] = val_acc[i, d] = test_acc[i, d] = 0.1
 
     mask = t[None, :] <= last[:, None]  # rows that exist
-    # summaries (metrics.summarize semantics, vectorised): tau_best over epochs >= 1 of finite val_loss
-    vl = np.where(mask & np.isfinite(val_loss), val_loss, np.inf)
-    vl[:, 0] = np.inf
-    tb = np.argmin(vl, axis=1)
-    has_tb = np.isfinite(vl[np.arange(R), tb])
-    hit = (train_acc >= 0.995) & mask
-    hit[:, 0] = False
-    ti = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-    rows = np.arange(R)
-    at = lambda a, e: np.where(e >= 0, a[rows, np.maximum(e, 0)], np.nan)  # noqa: E731
-    tb_or = np.where(has_tb, tb, -1)
-    val_best, val_interp = at(val_acc, tb_or), at(val_acc, ti)
+    # summaries: initmem.metrics.summarize, as the trainer writes them, on each run's existing rows
+    hist = {"val_loss": val_loss, "train_acc": train_acc, "val_acc": val_acc, "test_acc": test_acc,
+            "test_loss": test_loss, "w_norm": w_norm}
+    summaries = [summarize({k: h[i, :last[i] + 1] for k, h in hist.items()}) for i in range(R)]
 
     run_ids = [r.run_id for r in runs]
     pid = pack_id(runs)
@@ -266,12 +259,7 @@ def _pack(plant: Plant, runs: list[RunConfig], rng: np.random.Generator, diverge
     cols = {
         "run_id": run_ids, **cfg_cols, "pack_id": [pid] * R, "status": list(status),
         "epochs_done": last.astype(np.int32), "diverged_epoch": nullable(div_ep),
-        "stopped_epoch": nullable(stop_ep), "tau_best": nullable(tb_or), "tau_interp": nullable(ti),
-        "test_acc": at(test_acc, tb_or), "test_loss": at(test_loss, tb_or),
-        "val_acc_best": val_best, "val_loss_best": at(val_loss, tb_or), "val_acc_interp": val_interp,
-        "repair_gap": val_best - val_interp, "train_acc_final": train_acc[rows, last],
-        "train_acc_best": at(train_acc, tb_or), "w_norm_init": w_norm[:, 0],
-        "w_norm_best": at(w_norm, tb_or), "w_norm_final": w_norm[rows, last],
+        "stopped_epoch": nullable(stop_ep), **{k: [x[k] for x in summaries] for k in summaries[0]},
         "t_sgd": clk["t_sgd"][last], "t_l2": clk["t_l2"][last], "t_adapt": clk["t_adapt"][last],
         "n_params": np.full(R, 6_575_370, dtype=np.int64), "wall_time_s": last.astype(np.float64),
         "initmem_version": [versions["initmem"]] * R, "torch_version": ["synthetic"] * R,
