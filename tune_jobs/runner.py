@@ -36,6 +36,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import pyarrow.fs as pafs
+
 # Before Ray is imported: no automatic TensorBoard/CSV trial loggers (results are Parquet; they cost
 # time per trial and import torch into the driver; _fit adds only the JSON one), no status tables.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -44,7 +46,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # and warns when that happens often; with short packs it does, harmlessly.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-from initmem.config import ConfigError, RunConfig, pack_id  # noqa: E402
+from initmem.config import RunConfig, pack_id  # noqa: E402
 from initmem.results import ResultsWriter, completed_run_ids, read_runs, resolve  # noqa: E402
 from tune_jobs.catalogue import Experiment  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
@@ -180,7 +182,6 @@ def check_data(runs: Sequence[RunConfig], opts: SweepOptions, on_cluster: bool) 
 
 def _read_text(uri: str) -> str | None:
     fs, path = resolve(uri)
-    from pyarrow import fs as pafs
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return None
     with fs.open_input_stream(path) as f:
@@ -196,7 +197,7 @@ def _write_text(uri: str, text: str) -> None:
 
 
 def _plan_uri(exp_dir: str) -> str:
-    return posixpath.join(exp_dir, PLAN_FILE) if "://" in exp_dir else os.path.join(exp_dir, PLAN_FILE)
+    return posixpath.join(exp_dir, PLAN_FILE)
 
 
 def save_plan(plan: Plan, exp_dir: str) -> None:
@@ -278,8 +279,8 @@ def pack_trainable(config: dict, job: Job) -> None:
     import torch
     torch.set_num_threads(max(1, int(cpus)))
     every = job.checkpoint_every or default_checkpoint_every(cfg.epochs)
-    data = _load_data(cfg.dataset, job.data or os.environ.get("INITMEM_DATA"), cfg.train_subset,
-                      cfg.eval_subset, job.download)
+    # job.data None: load_splits looks at $INITMEM_DATA, then the cache, on the worker
+    data = _load_data(cfg.dataset, job.data, cfg.train_subset, cfg.eval_subset, job.download)
     if job.train_fn is None:
         from initmem.train import train_pack as train_fn
     else:
@@ -487,7 +488,7 @@ def _fit(plan: Plan, job: Job, todo: list[str], tune_dir: str, opts: SweepOption
     sizes = {pack_id(p): len(p) for p in plan.packs}
     trainable = tune.with_resources(tune.with_parameters(pack_trainable, job=job),
                                     trial_resources(plan.device, opts))
-    storage_path, name = tune_dir.rsplit("/", 1) if "://" in tune_dir else os.path.split(tune_dir)
+    storage_path, name = posixpath.split(tune_dir)  # a local path or a URI
     errors: list[str] = []
     if tune.Tuner.can_restore(tune_dir):
         out(f"tune        resuming the Tune experiment in {tune_dir} (unfinished and errored trials "
