@@ -26,10 +26,10 @@ import math
 import os
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
-from initmem.config import (TRAIN_SIZE, ConfigError, RunConfig, check_pack, group_by_pack_key, group_into_packs,
-                            pack_id)
+from initmem.config import ConfigError, RunConfig, group_by_pack_key, group_into_packs, pack_id
 
 CPU_PACK_SIZE = 4            # default max pack size on CPU workers
 GPU_MEMORY_FRACTION = 0.75   # share of GPU memory packs may plan to use (allocator slack, cuDNN workspaces)
@@ -207,8 +207,9 @@ class Plan:
     max_pack_size: int | None    # explicit cap, None = from the device per group
     description: str = ""
 
-    @property
+    @cached_property
     def pack_ids(self) -> list[str]:
+        """pack_id of each pack, in pack order (hashed once per plan)."""
         return [pack_id(p) for p in self.packs]
 
     @property
@@ -222,7 +223,8 @@ class Plan:
 
 def make_packs(runs: Sequence[RunConfig], device: Device, cap: int | None = None) -> list[list[RunConfig]]:
     """Group by pack key (first-seen order); split each group into equal packs of at most the cap
-    (explicit, or max_pack_size for the group on the device)."""
+    (explicit, or max_pack_size for the group on the device). The packs pass config.check_pack by
+    construction: one pack key each, and Experiment.runs holds no run twice."""
     if cap is not None and cap < 1:
         raise ConfigError(f"max_pack_size={cap!r} is not allowed: an integer >= 1")
     packs = []
@@ -230,8 +232,6 @@ def make_packs(runs: Sequence[RunConfig], device: Device, cap: int | None = None
         limit = cap or max_pack_size(members[0], device)
         n = math.ceil(len(members) / limit)
         packs += group_into_packs(members, math.ceil(len(members) / n))  # equal sizes, not limit + rest
-    for p in packs:
-        check_pack(p)
     return packs
 
 

@@ -46,7 +46,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # and warns when that happens often; with short packs it does, harmlessly.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-from initmem.config import RunConfig, pack_id  # noqa: E402
+from initmem.config import RunConfig  # noqa: E402
 from initmem.results import ResultsWriter, completed_run_ids, read_runs, resolve  # noqa: E402
 from tune_jobs.catalogue import Experiment  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
@@ -233,7 +233,7 @@ def finished_packs(results: str, plan: Plan) -> set[str]:
         done = completed_run_ids(results)
     except Exception:  # noqa: BLE001 - unreadable results (a missing folder reads as empty): nothing is finished
         return set()
-    return {pack_id(p) for p in plan.packs if all(r.run_id in done for r in p)}
+    return {pid for pid, p in zip(plan.pack_ids, plan.packs) if all(r.run_id in done for r in p)}
 
 
 # --- the trainable (runs on the workers) ------------------------------------------------------------
@@ -467,8 +467,8 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
         out(format_plan(plan, len(done)))
         out(f"storage     {exp_dir}")
         todo = [pid for pid in plan.pack_ids if pid not in done]
-        job = Job({pack_id(p): [r.to_dict() for r in p] for p in plan.packs}, results, data, opts.download,
-                  opts.checkpoint_every, train_fn, opts.verbose)
+        job = Job({pid: [r.to_dict() for r in p] for pid, p in zip(plan.pack_ids, plan.packs)}, results, data,
+                  opts.download, opts.checkpoint_every, train_fn, opts.verbose)
         errors = _fit(plan, job, todo, tune_dir, opts, out) if todo else []
         if not todo:
             out("nothing to train: every pack of this experiment is already finished")
@@ -485,7 +485,7 @@ def _fit(plan: Plan, job: Job, todo: list[str], tune_dir: str, opts: SweepOption
     from ray.tune.logger import JsonLoggerCallback  # result.json per trial: ResultGrid metrics
 
     labels = dict(zip(plan.pack_ids, pack_labels(plan.packs)))
-    sizes = {pack_id(p): len(p) for p in plan.packs}
+    sizes = {pid: len(p) for pid, p in zip(plan.pack_ids, plan.packs)}
     trainable = tune.with_resources(tune.with_parameters(pack_trainable, job=job),
                                     trial_resources(plan.device, opts))
     storage_path, name = posixpath.split(tune_dir)  # a local path or a URI
