@@ -21,6 +21,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from analysis.memory import INTERP_PP
+
 PALETTE = qualitative.Plotly + qualitative.D3
 ARCH_NAME = {"resnet9": "ResNet-9", "r9_avgpool": "R9-AvgPool", "resnet56": "ResNet-56", "resnet110": "ResNet-110"}
 NORM_NAME = {"batchnorm": "BatchNorm", "layernorm": "LayerNorm"}
@@ -101,7 +103,7 @@ def fig_vs_sigma(stats: pd.DataFrame, color: str | Sequence[str] | None, facet=N
     """Mean of a metric vs sigma_w with a shaded percentile band, one line per `color`, one panel
     per `facet` (Figures 1, 3, 5, 7, 8). `ref` (same shape) is drawn dashed grey (e.g. initial norm)."""
     if len(stats) == 0:
-        return empty_figure(title, "no data (no run has this metric, e.g. none reached 99.5% train accuracy)")
+        return empty_figure(title, f"no data (no run has this metric, e.g. none reached {INTERP_PP:g}% train accuracy)")
     ccols = [color] if isinstance(color, str) else list(color or [])
     d = stats.assign(_c=labels(stats, ccols).to_numpy())
     cmap = _color_map(list(dict.fromkeys(d.sort_values(ccols or ["sigma_w"])["_c"])))
@@ -138,7 +140,7 @@ def fig_vs_sigma(stats: pd.DataFrame, color: str | Sequence[str] | None, facet=N
 
 
 def fig_heatmaps(cells: pd.DataFrame, facet: str = "batch_size", row: str = "optimizer",
-                 z: str = "test", mark: str = "train", mark_below: float = 99.5, title: str = "",
+                 z: str = "test", mark: str = "train", mark_below: float = INTERP_PP, title: str = "",
                  zlabel: str = "test acc (pp)") -> go.Figure:
     """Figure 2: one heatmap per `facet` (rows `row`, columns sigma_w, colour = mean `z`), with a
     x where the mean `mark` (train accuracy at tau_best, pp) is below `mark_below`."""

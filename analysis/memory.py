@@ -22,12 +22,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from initmem.metrics import INTERP_THRESHOLD
+
 from analysis.load import procedure_columns
 
 PP = 100.0  # fraction -> percentage points
 ACC_METRICS = ("test_acc", "val_acc_best", "val_acc_interp", "repair_gap", "train_acc_final",
                "train_acc_best", "val_acc", "train_acc")
-INTERP_PP = 99.5  # train accuracy (pp) that counts as interpolation
+INTERP_PP = PP * INTERP_THRESHOLD  # train accuracy (pp) that counts as interpolation (tau_interp)
 
 
 def scale_of(metric: str) -> float:

@@ -274,7 +274,7 @@ def section_main_grid(A, runs, epochs, beta, sp, figs, pcols):
                                 f"x: mean train accuracy at tau_best below {INTERP_PP}%."))
     blocks.append(figs.html(fig_vs_sigma(sigma_stats(runs, by, "tau_interp", scale=1.0), col, fac,
                                          "Figure 3a: interpolation epoch tau_interp vs sigma_w", "epochs"),
-                            "Runs that never reach 99.5% train accuracy are left out of the mean."))
+                            f"Runs that never reach {INTERP_PP:g}% train accuracy are left out of the mean."))
     blocks.append(figs.html(fig_vs_sigma(sigma_stats(runs, by, "repair_gap"), col, fac,
                                          "Figure 3b: repair gap val acc(tau_best) - val acc(tau_interp) vs sigma_w",
                                          "repair gap (pp)")))
@@ -413,7 +413,7 @@ def section_depth(A, runs, epochs, beta, sp, figs, pcols):
     bad = tr[tr < INTERP_PP].reset_index()
     if len(bad):
         worst = bad.groupby("arch").size().sort_values(ascending=False)
-        text.append("Cells whose mean final train accuracy stays below 99.5%: "
+        text.append(f"Cells whose mean final train accuracy stays below {INTERP_PP:g}%: "
                     + ", ".join(f"{value_name('arch', a)} {n}" for a, n in worst.items()) + " (failure to train, not only to forget).")
     return [_p(" ".join(text))] + blocks + cb
 
