@@ -25,6 +25,7 @@ import pandas as pd
 from initmem.metrics import INTERP_THRESHOLD
 
 from analysis.load import procedure_columns
+from analysis.sensitivity import CLOCKS, own_clock
 
 PP = 100.0  # fraction -> percentage points
 ACC_METRICS = ("test_acc", "val_acc_best", "val_acc_interp", "repair_gap", "train_acc_final",
@@ -235,14 +236,11 @@ def delta_table(runs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
 def clock_table(runs: pd.DataFrame, spreads: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     """The forgetting-clock table: each procedure's T_SGD, T_L2, T_adapt at its final epoch (median
     over its runs) and its matching clock, beside its spread."""
-    from analysis.sensitivity import matching_clock
     by = _by(runs, by)
     g = runs.groupby(by, sort=True, dropna=False)
-    clk = g[["t_sgd", "t_l2", "t_adapt"]].median()
+    clk = g[list(CLOCKS)].median()
     if {"optimizer", "l2"} <= set(runs.columns):
-        first = g[["optimizer", "l2"]].first()
-        clk["clock"] = [matching_clock(o, l) for o, l in zip(first["optimizer"], first["l2"])]
-        clk["T"] = [clk.iloc[i][c] for i, c in enumerate(clk["clock"])]
+        clk[["clock", "T"]] = own_clock(pd.concat([g[["optimizer", "l2"]].first(), clk], axis=1))[["clock", "T"]]
     return clk.reset_index().merge(spreads[by + ["mem", "lo", "hi"]], on=by, how="left")
 
 

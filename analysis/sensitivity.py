@@ -103,15 +103,19 @@ def beta_t(frame: pd.DataFrame, by: Sequence[str], x: str = "sigma_w", y: str = 
     return out
 
 
-def with_clock(beta: pd.DataFrame) -> pd.DataFrame:
-    """Add abs_beta, `clock` (the optimizer's own clock name) and `T` (its value) to a beta frame
-    that carries optimizer, l2 and the three clocks."""
-    out = beta.copy()
-    out["abs_beta"] = out["beta"].abs()
-    name = np.where(out["optimizer"].isin(ADAPTIVE), "t_adapt", np.where(out["l2"] > 0, "t_l2", "t_sgd"))
+def own_clock(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (optimizer, l2 and the three clocks) plus `clock` (matching_clock's name) and `T` (its value)."""
+    out = frame.copy()
+    name = np.array([matching_clock(o, l) for o, l in zip(out["optimizer"], out["l2"])], dtype=object)
     out["clock"] = name
     out["T"] = np.select([name == c for c in CLOCKS], [out[c].to_numpy(np.float64) for c in CLOCKS], np.nan)
     return out
+
+
+def with_clock(beta: pd.DataFrame) -> pd.DataFrame:
+    """Add abs_beta, `clock` (the optimizer's own clock name) and `T` (its value) to a beta frame
+    that carries optimizer, l2 and the three clocks."""
+    return own_clock(beta.assign(abs_beta=beta["beta"].abs()))
 
 
 def _grid_spread(curves: list[tuple[np.ndarray, np.ndarray]], n_grid: int, log_x: bool) -> tuple[float, int, str]:
