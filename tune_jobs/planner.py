@@ -241,8 +241,8 @@ def make_plan(label: str, preset: str, runs: Sequence[RunConfig], device: Device
     return Plan(label, preset, list(runs), make_packs(runs, device, max_pack), device, max_pack, description)
 
 
-def pack_labels(packs: Sequence[Sequence[RunConfig]]) -> list[str]:
-    """Short readable names: the pack-key fields that differ between packs, plus i-of-n."""
+def group_names(packs: Sequence[Sequence[RunConfig]]) -> list[str]:
+    """Per pack, a short readable name of its pack-key group: the pack-key fields that differ between packs."""
     keys = [dict(p[0].pack_key) for p in packs]
     varying = [k for k in keys[0] if k != "device" and len({repr(d[k]) for d in keys}) > 1] if keys else []
     short = {"batch_size": "b", "optimizer": "", "arch": "", "norm": "", "augment": "aug", "epochs": "ep",
@@ -257,6 +257,12 @@ def pack_labels(packs: Sequence[Sequence[RunConfig]]) -> list[str]:
             else:
                 parts.append(f"{short.get(k, k + '=')}{v}")
         base.append("-".join(parts) or "pack")
+    return base
+
+
+def pack_labels(packs: Sequence[Sequence[RunConfig]]) -> list[str]:
+    """Short readable names: the group name, plus i-of-n when a group has several packs."""
+    base = group_names(packs)
     totals, seen = Counter(base), Counter()
     labels = []
     for b in base:
@@ -303,9 +309,8 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
            f"memory bound on {dev.name}, {GPU_MEMORY_FRACTION:.0%} usable" if dev.kind == "cuda" else
            f"at most {CPU_PACK_SIZE} on CPU")
     groups: dict[str, list[int]] = {}
-    labels = pack_labels(plan.packs)
-    for lab, p in zip(labels, plan.packs):
-        groups.setdefault(lab.rsplit("-", 1)[0] if "of" in lab.rsplit("-", 1)[-1] else lab, []).append(len(p))
+    for name, p in zip(group_names(plan.packs), plan.packs):
+        groups.setdefault(name, []).append(len(p))
     lines.append(f"packs       {len(plan.packs):,} packs from {len(groups):,} pack-key groups; pack size {cap}")
     lines.append(f"trials      {len(plan.packs) - skipped_packs:,} Tune trials (one per pack"
                  + (f"; {skipped_packs:,} packs already finished are skipped)" if skipped_packs else ")"))
