@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from initmem.config import RunConfig, check_pack, pack_id
+from initmem.metrics import summarize
 from initmem.results import ResultsWriter
 
 STATE_FILE = "state.json"
+SUMMARY_INPUTS = ("val_loss", "train_acc", "val_acc", "test_acc", "test_loss", "w_norm")  # what summarize reads
 
 
 def _noise(run_id: str, epoch: int) -> float:
@@ -53,23 +55,17 @@ def fake_epoch_row(cfg: RunConfig, run_id: str, epoch: int) -> dict:
             "kernel_norms": [w / 3.0] * 9, "wall_time": 0.0}
 
 
-def _summary_row(cfg: RunConfig, rid: str, pid: str, status: str, last: int, rows_by_epoch: dict) -> dict:
-    epochs = [rows_by_epoch[e] for e in range(last + 1)]
-    best = min(range(1, last + 1), key=lambda e: epochs[e]["val_loss"]) if last >= 1 else None
-    interp = next((e for e in range(1, last + 1) if epochs[e]["train_acc"] >= 0.995), None)
-    at = (lambda key, e: None if e is None else epochs[e][key])
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    row = {**cfg.to_dict(), "run_id": rid, "pack_id": pid, "status": status, "epochs_done": last,
-           "diverged_epoch": None, "stopped_epoch": None, "tau_best": best, "tau_interp": interp,
-           "test_acc": at("test_acc", best), "test_loss": at("test_loss", best),
-           "val_acc_best": at("val_acc", best), "val_loss_best": at("val_loss", best),
-           "val_acc_interp": at("val_acc", interp), "repair_gap": None,
-           "train_acc_final": epochs[last]["train_acc"], "train_acc_best": at("train_acc", best),
-           "w_norm_init": epochs[0]["w_norm"], "w_norm_best": at("w_norm", best),
-           "w_norm_final": epochs[last]["w_norm"], "t_sgd": epochs[last]["t_sgd"], "t_l2": epochs[last]["t_l2"],
-           "t_adapt": epochs[last]["t_adapt"], "n_params": 0, "wall_time_s": 0.0,
-           "initmem_version": "standin", "torch_version": "", "device_name": "standin", "updated_at": now}
-    return row
+def _run_row(cfg: RunConfig, pid: str, status: str, rows: Sequence[dict]) -> dict:
+    """The runs-table row of one run from its epochs rows 0..last, summarised as train_pack does
+    (initmem.metrics.summarize; summary columns null while no epoch >= 1 exists)."""
+    history = {k: [row[k] for row in rows] for k in SUMMARY_INPUTS}
+    last = rows[-1]
+    return {**cfg.to_dict(), "run_id": last["run_id"], "pack_id": pid, "status": status,
+            "epochs_done": last["epoch"], "diverged_epoch": None, "stopped_epoch": None,
+            **(summarize(history) if len(rows) > 1 else {}),
+            "t_sgd": last["t_sgd"], "t_l2": last["t_l2"], "t_adapt": last["t_adapt"], "n_params": 0,
+            "wall_time_s": 0.0, "initmem_version": "standin", "torch_version": "", "device_name": "standin",
+            "updated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | ResultsWriter | None = None,
@@ -93,22 +89,25 @@ def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | Resu
     if ckpt is not None and (ckpt / STATE_FILE).exists():
         written = json.loads((ckpt / STATE_FILE).read_text())["epoch"]
         log(f"[{pid}] resumed at epoch {written}")
+    epoch = max(written, 0)
+    # each run's epochs rows so far (recomputed on resume: they depend only on (run, epoch))
+    history = [[fake_epoch_row(r, i, e) for e in range(epoch + 1)] for r, i in zip(runs, ids)]
     if writer is not None:
         writer.drop_epochs_after(pid, written)
         if written < 0:
-            writer.write_runs(pid, [_summary_row(r, i, pid, "running", 0, {0: fake_epoch_row(r, i, 0)})
-                                    for r, i in zip(runs, ids)])
+            writer.write_runs(pid, [_run_row(r, pid, "running", h) for r, h in zip(runs, history)])
     last = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
-    epoch = max(written, 0)
     pending = list(range(written + 1, epoch + 1))  # epoch 0 when starting fresh
     while epoch < last:
         epoch += 1
         if epoch_seconds:
             time.sleep(epoch_seconds)
+        for r, i, h in zip(runs, ids, history):
+            h.append(fake_epoch_row(r, i, epoch))
         pending.append(epoch)
         if epoch % checkpoint_every == 0 or epoch == last:
             if writer is not None:
-                writer.write_epochs(pid, [fake_epoch_row(r, i, e) for e in pending for r, i in zip(runs, ids)])
+                writer.write_epochs(pid, [h[e] for e in pending for h in history])
             pending = []
             if ckpt is not None:
                 ckpt.mkdir(parents=True, exist_ok=True)
@@ -118,8 +117,7 @@ def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | Resu
             if on_checkpoint is not None:
                 on_checkpoint(epoch, ckpt)
     status = "completed" if epoch == cfg.epochs else "running"
-    rows = [_summary_row(r, i, pid, status, epoch, {e: fake_epoch_row(r, i, e) for e in range(epoch + 1)})
-            for r, i in zip(runs, ids)]
+    rows = [_run_row(r, pid, status, h) for r, h in zip(runs, history)]
     if writer is not None:
         writer.write_runs(pid, rows)
     return rows
