@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
@@ -50,10 +49,6 @@ class Grid:
     """fixed fields + the cartesian product of axes (first axis outermost)."""
     fixed: Mapping[str, Any] = field(default_factory=dict)
     axes: Mapping[str, Sequence[Any]] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        return math.prod(len(v) for v in self.axes.values())
 
     def points(self) -> list[dict[str, Any]]:
         names = list(self.axes)
@@ -84,14 +79,13 @@ class Experiment:
 
     def runs(self, preset: str = "full", overrides: Mapping[str, Any] | None = None) -> list[RunConfig]:
         """Every run of the preset, validated; `overrides` replace fields in every run."""
-        label = self.name
         overrides = dict(overrides or {})
         if "experiment" in overrides:
             raise ConfigError("experiment cannot be overridden: it is the experiment's name")
         runs, seen = [], set()
         for gi, grid in enumerate(self.grids(preset)):
             for point in grid.points():
-                values = {**point, **overrides, "experiment": label}
+                values = {**point, **overrides, "experiment": self.name}
                 try:
                     cfg = RunConfig.from_dict(values)
                 except ConfigError as e:
