@@ -270,8 +270,8 @@ def pack_trainable(config: dict, job: Job) -> None:
     runs = [r.replace(device=device) if r.device != device else r for r in runs]
     cfg = runs[0]
     writer = ResultsWriter(job.results)
-    done = writer.pack_rows(pid)
-    if done and all(r["status"] != "running" for r in done):  # finished before Tune knew: do not retrain
+    done = writer.finished_rows(pid)
+    if done:  # finished before Tune knew: do not retrain (nor load the data)
         tune.report({"epoch": cfg.epochs, "epochs": cfg.epochs, "runs": len(runs), "skipped": True,
                      **_status_counts(done)})
         return

@@ -80,8 +80,8 @@ def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | Resu
     ids = [r.run_id for r in runs]
     writer = ResultsWriter(results) if isinstance(results, (str, os.PathLike)) else results
     if writer is not None:
-        done = writer.pack_rows(pid)
-        if done and all(r["status"] != "running" for r in done):
+        done = writer.finished_rows(pid)
+        if done:
             log(f"[{pid}] already finished: not retrained")
             return done
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
