@@ -9,7 +9,6 @@ import time
 import pandas as pd
 import pytest
 
-from initmem.config import ConfigError
 from initmem.results import read_epochs, read_runs
 from tune_jobs import cli
 from tune_jobs.catalogue import EXPERIMENTS, experiment_from_spec

@@ -97,12 +97,15 @@ class Job:
 @dataclass
 class SweepResult:
     results: str                       # results root
-    plan: Plan | None
-    n_runs: int
+    plan: Plan
     finished_runs: int
     statuses: dict[str, int]
     errors: list[str]
     wall_s: float
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.plan.runs)
 
     @property
     def ok(self) -> bool:
@@ -435,7 +438,7 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
         out(format_plan(plan, len(finished_packs(results, plan))))
         out(f"storage     {exp_dir}")
         out("dry run     nothing trained; drop --dry-run to start")
-        return SweepResult(results, plan, len(plan.runs), 0, {}, [], time.time() - t0)
+        return SweepResult(results, plan, 0, {}, [], time.time() - t0)
 
     check_storage(exp_dir)
     on_cluster = bool(opts.address or os.environ.get("RAY_ADDRESS"))
@@ -545,7 +548,7 @@ def _summarize(plan: Plan, results: str, errors: list[str], wall: float, out: Ca
         out("resume      re-run the same command: finished packs are skipped, the rest resume from checkpoints")
     out(f"results     {_show(results)}")
     out(f"rebuild     python -m analysis.report {_show(results)} -o report.html   (the report command)")
-    return SweepResult(results, plan, len(plan.runs), finished, statuses, errors, wall)
+    return SweepResult(results, plan, finished, statuses, errors, wall)
 
 
 def _show(path: str) -> str:
