@@ -53,25 +53,22 @@ class Analysis:
     epochs: pd.DataFrame
     procs: pd.DataFrame            # one row per procedure
     spreads: pd.DataFrame          # spread per procedure (pp) with bootstrap interval
+    clocks: pd.DataFrame           # clock_table per procedure (median clocks, own clock, spread)
     beta: pd.DataFrame             # beta(t) per procedure and epoch, with clocks and procedure columns
+    pcols: list[str]               # procedure columns present
     n_boot: int
-    timings: dict
 
 
 def analyse(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Analysis:
-    t0 = time.perf_counter()
-    timings = {}
     procs = procedures(runs)
     pcols = procedure_columns(runs)
-    spreads = spread(runs, by=["procedure"], n_boot=n_boot, seed=seed).merge(procs, on="procedure")
-    timings["spread"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    sp = spread(runs, by=["procedure"], n_boot=n_boot, seed=seed)
+    clocks = clock_table(runs, sp, by=["procedure"]).merge(procs, on="procedure")
     frame = attach(epochs[["run", "epoch", "val_acc", *[c for c in CLOCKS if c in epochs]]], runs,
                    ["procedure", "sigma_w"])
     beta = beta_t(frame, by=["procedure"])
     beta = with_clock(beta.merge(procs[["procedure", *pcols]], on="procedure"))
-    timings["beta"] = time.perf_counter() - t1
-    return Analysis(runs, epochs, procs, spreads, beta, n_boot, timings)
+    return Analysis(runs, epochs, procs, sp.merge(procs, on="procedure"), clocks, beta, pcols, n_boot)
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -92,7 +89,7 @@ SIG_COLUMNS = ("sigma_w", "t_sgd", "t_l2", "t_adapt", "T", "s_clock", "s_epoch",
                "lr0", "l2", "lr", "weight_decay")
 
 
-def fmt_table(df: pd.DataFrame, digits: int = 1, keep: Sequence[str] = ()) -> pd.DataFrame:
+def fmt_table(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """Strings for display: 'X' with 'X sd' -> 'm ± s'; mem/spread with lo, hi -> 'm [lo, hi]';
     config values -> short names. The numbers stay in the frame the table functions return."""
     out = pd.DataFrame(index=df.index)
@@ -101,7 +98,7 @@ def fmt_table(df: pd.DataFrame, digits: int = 1, keep: Sequence[str] = ()) -> pd
     for c in cols:
         if c in skip:
             continue
-        if c in ORDER or c in keep:
+        if c in ORDER:
             out[c] = [value_name(c, v) if c == "augment" else value_name(c, v).split("=")[-1] for v in df[c]]
         elif f"{c} sd" in cols:
             out[c] = [f"{_num(m, digits)} \u00b1 {_num(s, digits)}" if pd.notna(s) and pd.notna(m) else _num(m, digits)
@@ -152,15 +149,16 @@ def _pp(v: float) -> str:
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def _mem_lookup(sp: pd.DataFrame, **where) -> pd.Series:
-    m = np.ones(len(sp), dtype=bool)
-    for k, v in where.items():
-        m &= (sp[k] == v).to_numpy()
-    return sp.loc[m]
+def _collapse_scores(beta: pd.DataFrame, pcols: list[str]) -> pd.DataFrame:
+    """Collapse score per family of the procedures in `beta` with two or more batch sizes (may be empty)."""
+    if "batch_size" not in varying(beta, pcols):
+        return pd.DataFrame()
+    sc = collapse_score(beta, family_columns(beta, pcols))
+    return sc[sc["n_curves"] >= 2]
 
 
-def _collapse_block(A: Analysis, beta: pd.DataFrame, figs: Figures, pcols: list[str]) -> tuple[list[str], pd.DataFrame]:
-    """Figure 6 panels and the collapse table for the procedures in `beta`."""
+def _collapse_block(beta: pd.DataFrame, sc: pd.DataFrame, figs: Figures, pcols: list[str]) -> list[str]:
+    """Figure 6 panels for the procedures in `beta` and the table of their collapse scores `sc`."""
     out = []
     vary = varying(beta, pcols)
     color = [c for c in vary if c != "batch_size"] or ["optimizer"]
@@ -176,34 +174,40 @@ def _collapse_block(A: Analysis, beta: pd.DataFrame, figs: Figures, pcols: list[
                              "T_SGD for sgd and sgd_momentum without L2, T_L2 for sgd with L2, T_adapt for the "
                              "Adam family (Muon included). Curves of one recipe at different batch sizes should "
                              "coincide here if the clock is the right unit of forgetting."))
-    sc = pd.DataFrame()
-    if "batch_size" in vary:
-        fam = family_columns(beta, pcols)
-        sc = collapse_score(beta, fam)
-        sc = sc[sc["n_curves"] >= 2]
-        if len(sc):
-            show = _order(varying(sc, fam)) + ["clock", "n_curves", "s_clock", "s_epoch", "score", "mode"]
-            out.append(table_html(sc[show], "Collapse score: std of log10|beta| across batch sizes at matched "
-                                  "clock values (s_clock) over the same at matched epochs (s_epoch), decades; "
-                                  "score < 1: the curves align better on the clock than on epochs.", digits=3))
-    return out, sc
+    if len(sc):
+        show = _order(varying(sc, family_columns(beta, pcols))) + ["clock", "n_curves", "s_clock", "s_epoch",
+                                                                   "score", "mode"]
+        out.append(table_html(sc[show], "Collapse score: std of log10|beta| across batch sizes at matched "
+                              "clock values (s_clock) over the same at matched epochs (s_epoch), decades; "
+                              "score < 1: the curves align better on the clock than on epochs.", digits=3))
+    return out
 
 
-def _collapse_sentence(sc: pd.DataFrame) -> str:
-    if sc is None or not len(sc) or "optimizer" not in sc:
-        return ""
+def _collapse_sentence(sc: pd.DataFrame) -> list[str]:
+    """The reading's sentence on the collapse scores ([] when there is none to say)."""
+    if not len(sc) or "optimizer" not in sc:
+        return []
     parts = []
     for _, r in sc.dropna(subset=["score"]).iterrows():
         verdict = "aligns better on" if r["score"] < 1 else "does not align better on"
         parts.append(f"{_opt(r['optimizer'])} scores {r['score']:.2f} on {CLOCK_SHORT[r['clock']]} "
                      f"({verdict} its clock than on epochs)")
-    return ("Collapse of |beta| across batch sizes: " + "; ".join(parts) + ".") if parts else ""
+    return ["Collapse of |beta| across batch sizes: " + "; ".join(parts) + "."] if parts else []
 
 
-def _generic(A: Analysis, runs: pd.DataFrame, beta: pd.DataFrame, sp: pd.DataFrame, figs: Figures,
-             pcols: list[str]) -> tuple[list[str], pd.DataFrame]:
-    """Spread table, accuracy vs sigma, beta figures: any experiment."""
-    vary = _order(varying(runs, pcols))
+def _with_main_grid(A: Analysis, runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """`runs` plus the main-grid runs on the same sigma_w, optimizers and batch sizes (the paper's
+    baseline rows in Tables 5-6), and whether there were any."""
+    sig = np.round(sorted(runs["sigma_w"].unique()), 6)
+    m = A.runs
+    base = m[(m["experiment"] == "main_grid") & m["sigma_w"].round(6).isin(sig)
+             & m["optimizer"].isin(runs["optimizer"].unique()) & m["batch_size"].isin(runs["batch_size"].unique())]
+    return (pd.concat([runs, base], ignore_index=True), True) if len(base) else (runs, False)
+
+
+def _generic(A: Analysis, runs: pd.DataFrame, sp: pd.DataFrame, figs: Figures) -> list[str]:
+    """Spread table and accuracy vs sigma: any experiment."""
+    vary = _order(varying(runs, A.pcols))
     blocks = []
     show = vary + ["mem", "lo", "hi", "n_sigma", "n_runs", "min_seeds", "mean_max", "mean_min"]
     blocks.append(table_html(sp.sort_values(vary or ["mem"])[show],
@@ -214,13 +218,12 @@ def _generic(A: Analysis, runs: pd.DataFrame, beta: pd.DataFrame, sp: pd.DataFra
     color = [c for c in vary if c != facet] or None
     blocks.append(figs.html(fig_vs_sigma(st, color=color, facet=facet, title="Test accuracy at tau_best vs sigma_w",
                                          ylabel="test acc (pp)"), "Mean over seeds; band: 10th-90th percentile."))
-    cb, sc = _collapse_block(A, beta, figs, pcols)
-    return blocks + cb, sc
+    return blocks
 
 
 # ----------------------------------------------------------------------------- sections
-def section_main_grid(A, runs, epochs, beta, sp, figs, pcols):
-    by = _order(varying(runs, pcols)) or ["optimizer"]
+def section_main_grid(A, runs, sp, sc, figs):
+    by = _order(varying(runs, A.pcols)) or ["optimizer"]
     fac = "batch_size" if "batch_size" in by else None
     col = [c for c in by if c != fac] or None
     blocks = []
@@ -242,7 +245,8 @@ def section_main_grid(A, runs, epochs, beta, sp, figs, pcols):
             so = sp[sp["optimizer"] == o].sort_values("batch_size")
             text.append(f"Across batch sizes {_opt(o)}'s spread runs from {_pp(so['mem'].iloc[0])} (b={so['batch_size'].iloc[0]}) "
                         f"to {_pp(so['mem'].iloc[-1])} (b={so['batch_size'].iloc[-1]}).")
-    cells = sigma_stats(runs, by, "test_acc")[by + ["sigma_w", "mean"]].rename(columns={"mean": "test"})
+    st = sigma_stats(runs, by, "test_acc")
+    cells = st[by + ["sigma_w", "mean"]].rename(columns={"mean": "test"})
     tr = sigma_stats(runs, by, "train_acc_best")[by + ["sigma_w", "mean"]].rename(columns={"mean": "train"})
     cells = cells.merge(tr, on=by + ["sigma_w"], how="left")
     n_bad = int((cells["train"] < INTERP_PP).sum())
@@ -258,7 +262,6 @@ def section_main_grid(A, runs, epochs, beta, sp, figs, pcols):
                       f"optimizer and batch size.</p>{pv.reset_index().rename(columns={'row': ''}).to_html(index=False, border=0, classes='tbl')}</div>")
     else:
         blocks.append(table_html(sp[by + ["mem", "lo", "hi", "n_sigma", "n_runs"]], "Spread (pp)."))
-    st = sigma_stats(runs, by, "test_acc")
     blocks.append(figs.html(fig_vs_sigma(st, col, fac, "Figure 1a: test accuracy at tau_best vs sigma_w", "test acc (pp)"),
                             "Mean over seeds; band: 10th-90th percentile."))
     blocks.append(figs.html(fig_vs_sigma(sigma_stats(runs, by, "train_acc_final"), col, fac,
@@ -278,40 +281,32 @@ def section_main_grid(A, runs, epochs, beta, sp, figs, pcols):
     blocks.append(figs.html(fig_vs_sigma(sigma_stats(runs, by, "repair_gap"), col, fac,
                                          "Figure 3b: repair gap val acc(tau_best) - val acc(tau_interp) vs sigma_w",
                                          "repair gap (pp)")))
-    ck = checkpoint_table(runs, epochs, by)
+    ck = checkpoint_table(runs, A.epochs, by)
     blocks.append(table_html(ck, "Tables 2-3: validation accuracy (pp) at tau_interp, tau_best and the last epoch, "
                                  "and the repair gap, mean \u00b1 sd over seeds, at the extreme sigmas; "
                                  "'interpolated' = fraction of runs with a tau_interp."))
-    cb, sc = _collapse_block(A, beta, figs, pcols)
-    s = _collapse_sentence(sc)
-    if s:
-        text.append(s)
-    return [_p(" ".join(text))] + blocks + cb
+    return text + _collapse_sentence(sc), blocks
 
 
-def section_long_sgd(A, runs, epochs, beta, sp, figs, pcols):
-    blocks, sc = _generic(A, runs, beta, sp, figs, pcols)
+def section_long_sgd(A, runs, sp, sc, figs):
+    blocks = _generic(A, runs, sp, figs)
+    t_sgd = A.clocks.set_index("procedure")["t_sgd"]
     text = []
     for _, r in sp.sort_values("batch_size").iterrows():
         s = (f"After {r['epochs']} epochs at {r['schedule']} lr {r['lr0']:g}, SGD at b={r['batch_size']} keeps "
-             f"{_pp(r['mem'])} (T_SGD = {_clock_of(A, r['procedure'], 't_sgd'):.3g})")
+             f"{_pp(r['mem'])} (T_SGD = {t_sgd[r['procedure']]:.3g})")
         main = A.spreads[(A.spreads["experiment"] == "main_grid") & (A.spreads["optimizer"] == r["optimizer"])
                          & (A.spreads["batch_size"] == r["batch_size"])]
         if len(main):
             m = main.iloc[0]
             s += f", against {_pp(m['mem'])} after {m['epochs']} epochs in the main grid " \
-                 f"(T_SGD = {_clock_of(A, m['procedure'], 't_sgd'):.3g})"
+                 f"(T_SGD = {t_sgd[m['procedure']]:.3g})"
         text.append(s + ".")
-    return [_p(" ".join(text))] + blocks
+    return text, blocks
 
 
-def _clock_of(A: Analysis, procedure: int, clock: str) -> float:
-    v = A.runs.loc[A.runs["procedure"] == procedure, clock]
-    return float(v.median()) if len(v) else float("nan")
-
-
-def section_lr_l2(A, runs, epochs, beta, sp, figs, pcols):
-    by = _order(set(varying(runs, pcols)) | {"batch_size", "lr0", "l2"})
+def section_lr_l2(A, runs, sp, sc, figs):
+    by = _order(set(varying(runs, A.pcols)) | {"batch_size", "lr0", "l2"})
     tab = sigma_table(runs, by, n_boot=A.n_boot)
     clk = runs.groupby(by, dropna=False)[["t_sgd", "t_l2"]].median().reset_index()
     tab = tab.merge(clk, on=by)
@@ -324,7 +319,6 @@ def section_lr_l2(A, runs, epochs, beta, sp, figs, pcols):
                                          "test acc (pp)")))
     blocks.append(figs.html(fig_repair_map(sp, col, facet="batch_size", title="Repair map: spread per configuration"),
                             "Sorted ascending; error bars: 95% seed-bootstrap interval."))
-    cb, sc = _collapse_block(A, beta, figs, pcols)
     # reading: what separates small from large spreads, on the L2 clock
     text = []
     lo, hi = sp.loc[sp["mem"].idxmin()], sp.loc[sp["mem"].idxmax()]
@@ -336,39 +330,33 @@ def section_lr_l2(A, runs, epochs, beta, sp, figs, pcols):
     if len(big) and len(small):
         text.append(f"With T_L2 >= 1 ({len(big)} configurations) the spread is at most {_pp(big['mem'].max())}; with "
                     f"L2 but T_L2 < 1 ({len(small)}) it is at least {_pp(small['mem'].min())}.")
-    return [_p(" ".join(text))] + blocks + cb
+    return text, blocks
 
 
-def section_norm_aug(A, runs, epochs, beta, sp, figs, pcols):
-    by = _order(set(varying(runs, pcols)) | {"norm", "augment", "optimizer", "batch_size"})
-    sig = sorted(runs["sigma_w"].unique())
-    base = A.runs[(A.runs["experiment"] == "main_grid") & A.runs["sigma_w"].round(6).isin(np.round(sig, 6))
-                  & A.runs["optimizer"].isin(runs["optimizer"].unique())
-                  & A.runs["batch_size"].isin(runs["batch_size"].unique())]
-    both = pd.concat([runs, base], ignore_index=True) if len(base) else runs
+def section_norm_aug(A, runs, sp, sc, figs):
+    by = _order(set(varying(runs, A.pcols)) | {"norm", "augment", "optimizer", "batch_size"})
+    both, has_base = _with_main_grid(A, runs)
     tab = sigma_table(both, by, n_boot=A.n_boot)
     blocks = [table_html(tab, "Table 6: test accuracy (pp) per sigma_w, mean \u00b1 sd; spread [95% CI]"
-                         + ("; rows without augmentation are the main-grid baseline on the same sigma_w." if len(base) else "."))]
+                         + ("; rows without augmentation are the main-grid baseline on the same sigma_w." if has_base else "."))]
     st = sigma_stats(both, by, "test_acc")
     dash = {}
-    if len(base):
+    if has_base:
         for lab in labels(st[~st["augment"]], ["norm", "augment"]).unique():
             dash[lab] = "dash"
     blocks.append(figs.html(fig_vs_sigma(st, ["norm", "augment"], ["optimizer", "batch_size"],
                                          "Figure 8: test accuracy vs sigma_w by normalisation and augmentation",
                                          "test acc (pp)", dash=dash)))
-    cb, sc = _collapse_block(A, beta, figs, pcols)
-    sp2 = spread(both, by, n_boot=0)
     text = []
-    for (o, b), g in sp2.groupby(["optimizer", "batch_size"]):
-        parts = [f"{value_name('norm', r['norm'])}{' + aug' if r['augment'] else ' (no aug)'} {_pp(r['mem'])}"
+    for (o, b), g in tab.groupby(["optimizer", "batch_size"]):
+        parts = [f"{value_name('norm', r['norm'])}{' + aug' if r['augment'] else ' (no aug)'} {_pp(r['spread'])}"
                  for _, r in g.sort_values(["augment", "norm"]).iterrows()]
         text.append(f"{_opt(o)} b={b}: " + ", ".join(parts) + ".")
-    return [_p(" ".join(text))] + blocks + cb
+    return text, blocks
 
 
-def section_best_recipe(A, runs, epochs, beta, sp, figs, pcols):
-    by = _order(set(varying(runs, pcols)) | {"optimizer", "batch_size"})
+def section_best_recipe(A, runs, sp, sc, figs):
+    by = _order(set(varying(runs, A.pcols)) | {"optimizer", "batch_size"})
     tab = delta_table(runs, by)
     blocks = [table_html(tab, "Table 7: test accuracy (pp) at the smallest and largest sigma_w, mean \u00b1 sd; "
                               "tau_interp / tau_best (epochs); |delta| = |difference of the means| (pp).")]
@@ -380,34 +368,27 @@ def section_best_recipe(A, runs, epochs, beta, sp, figs, pcols):
     st = sigma_stats(runs, by, "test_acc")
     blocks.append(figs.html(fig_vs_sigma(st, "optimizer", "batch_size", "Best recipe: test accuracy vs sigma_w",
                                          "test acc (pp)")))
-    cb, _ = _collapse_block(A, beta, figs, pcols)
-    return [_p(" ".join(text))] + blocks + cb
+    return text, blocks
 
 
-def section_depth(A, runs, epochs, beta, sp, figs, pcols):
-    sig = sorted(runs["sigma_w"].unique())
-    base = A.runs[(A.runs["experiment"] == "main_grid") & A.runs["sigma_w"].round(6).isin(np.round(sig, 6))
-                  & A.runs["batch_size"].isin(runs["batch_size"].unique())
-                  & A.runs["optimizer"].isin(runs["optimizer"].unique())]
-    both = pd.concat([runs, base], ignore_index=True) if len(base) else runs
-    by = _order(set(varying(runs, pcols)) | {"arch", "optimizer", "batch_size"})
+def section_depth(A, runs, sp, sc, figs):
+    both, has_base = _with_main_grid(A, runs)
+    by = _order(set(varying(runs, A.pcols)) | {"arch", "optimizer", "batch_size"})
     by = [c for c in by if c != "patience"]  # patience follows arch
     tab = sigma_table(both, by, n_boot=A.n_boot)
     blocks = [table_html(tab, "Table 5 (upper): test accuracy (pp) per sigma_w, mean \u00b1 sd; spread [95% CI]; "
                               "train = mean final train accuracy (pp)"
-                              + ("; ResNet-9 rows are the main grid on the same sigma_w." if len(base) else "."))]
+                              + ("; ResNet-9 rows are the main grid on the same sigma_w." if has_base else "."))]
     blocks.append(table_html(tau_table(both, by), "Table 5 (lower): tau_interp and tau_best (epochs), mean \u00b1 sd."))
     blocks.append(figs.html(fig_vs_sigma(sigma_stats(both, by, "test_acc"), "arch", ["optimizer", "batch_size"],
                                          "Figure 5: test accuracy vs sigma_w by architecture", "test acc (pp)")))
     blocks.append(figs.html(fig_vs_sigma(sigma_stats(both, by, "train_acc_final"), "arch", ["optimizer", "batch_size"],
                                          "Figure 7: final train accuracy vs sigma_w by architecture", "train acc (pp)")))
-    cb, _ = _collapse_block(A, beta, figs, pcols)
-    sp2 = spread(both, by, n_boot=0)
     text = []
-    for (o, b), g in sp2.groupby(["optimizer", "batch_size"]):
+    for (o, b), g in tab.groupby(["optimizer", "batch_size"]):
         if o != "sgd":
             continue
-        text.append(f"SGD at b={b}: " + ", ".join(f"{value_name('arch', r['arch'])} {_pp(r['mem'])}"
+        text.append(f"SGD at b={b}: " + ", ".join(f"{value_name('arch', r['arch'])} {_pp(r['spread'])}"
                                                   for _, r in g.sort_values("arch").iterrows()) + ".")
     tr = both.groupby(["arch", "optimizer", "batch_size", "sigma_w"])["train_acc_final"].mean().mul(PP)
     bad = tr[tr < INTERP_PP].reset_index()
@@ -415,13 +396,13 @@ def section_depth(A, runs, epochs, beta, sp, figs, pcols):
         worst = bad.groupby("arch").size().sort_values(ascending=False)
         text.append(f"Cells whose mean final train accuracy stays below {INTERP_PP:g}%: "
                     + ", ".join(f"{value_name('arch', a)} {n}" for a, n in worst.items()) + " (failure to train, not only to forget).")
-    return [_p(" ".join(text))] + blocks + cb
+    return text, blocks
 
 
-def section_generic(A, runs, epochs, beta, sp, figs, pcols):
-    blocks, sc = _generic(A, runs, beta, sp, figs, pcols)
+def section_generic(A, runs, sp, sc, figs):
+    blocks = _generic(A, runs, sp, figs)
     lo, hi = sp.loc[sp["mem"].idxmin()], sp.loc[sp["mem"].idxmax()]
-    vary = _order(varying(runs, pcols))
+    vary = _order(varying(runs, A.pcols))
     name = lambda r: ", ".join(value_name(c, r[c]) for c in vary) or "the only procedure"  # noqa: E731
     sig = sorted(runs["sigma_w"].unique())
     if len(sp) == 1:
@@ -431,19 +412,19 @@ def section_generic(A, runs, epochs, beta, sp, figs, pcols):
     else:
         text = [f"{len(sp)} procedures, {len(runs)} runs. Largest spread {_pp(hi['mem'])} ({name(hi)}); "
                 f"smallest {_pp(lo['mem'])} ({name(lo)})."]
-    s = _collapse_sentence(sc)
-    return [_p(" ".join(text + ([s] if s else [])))] + blocks
+    return text + _collapse_sentence(sc), blocks
 
 
+# Section builders: (A, the experiment's runs, its spreads, its collapse scores, figures) -> (reading
+# sentences, HTML blocks); build_report adds the paragraph and the beta / collapse block after them.
 SECTIONS: dict[str, Callable] = {"main_grid": section_main_grid, "long_sgd": section_long_sgd,
                                  "lr_l2": section_lr_l2, "norm_aug": section_norm_aug,
                                  "best_recipe": section_best_recipe, "depth": section_depth}
 
 
 def clock_section(A: Analysis) -> list[str]:
-    by = ["procedure"]
-    ct = clock_table(A.runs, A.spreads, by).merge(A.procs, on="procedure")
-    vary = _order(varying(ct, procedure_columns(A.runs)))
+    ct = A.clocks
+    vary = _order(varying(ct, A.pcols))
     show = vary + ["t_sgd", "t_l2", "t_adapt", "clock", "T", "mem", "lo", "hi"]
     ct = ct.sort_values([c for c in ("experiment", "mem") if c in ct])
     text = ("Each procedure's three clocks after its last update (median over its runs) beside its spread. "
@@ -490,17 +471,16 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
     from plotly.offline import get_plotlyjs
     t0 = time.perf_counter()
     A = analyse(runs, epochs, n_boot=n_boot, seed=seed)
-    pcols = procedure_columns(runs)
     figs = Figures()
     present = list(runs["experiment"].unique()) if len(runs) else []
     order = [e for e in KNOWN if e in present] + sorted(e for e in present if e not in KNOWN)
     sections = []
     for exp in order:
-        r = runs[runs["experiment"] == exp]
-        e = epochs[epochs["run"].isin(r["run"])] if exp in ("main_grid",) else None
         b = A.beta[A.beta["experiment"] == exp]
-        sp = A.spreads[A.spreads["experiment"] == exp]
-        body = SECTIONS.get(exp, section_generic)(A, r, e, b, sp, figs, pcols)
+        sc = _collapse_scores(b, A.pcols)
+        text, blocks = SECTIONS.get(exp, section_generic)(A, runs[runs["experiment"] == exp],
+                                                          A.spreads[A.spreads["experiment"] == exp], sc, figs)
+        body = [_p(" ".join(text))] + blocks + _collapse_block(b, sc, figs, A.pcols)
         sections.append((exp, TITLES.get(exp, f"Experiment {exp}"), body))
     if len(runs):
         sections.append(("clocks", "Forgetting clocks of every procedure", clock_section(A)))
