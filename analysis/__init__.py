@@ -4,6 +4,5 @@
 
 load (I/O edge), memory (spreads, bootstrap, paper tables), sensitivity (beta(t), clocks, collapse),
 figures (plotly), report (HTML), linear_model (Appendix G), clocks ("will this recipe forget?"),
-synthetic (planted-effect data in the Parquet contract). Never imports ray; torch only through
-initmem.metrics.clocks (analysis.clocks and the synthetic generator).
+synthetic (planted-effect data in the Parquet contract). Never imports ray or torch.
 """

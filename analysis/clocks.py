@@ -13,8 +13,6 @@ by its distance in log10 clock space: d_own = |log10 T - log10 T'| on the recipe
 procedures that share that clock; d_all = Euclidean over the three log10 clocks (each floored at
 1e-8 so that T_L2 = 0 is finite), for the rest. The k nearest and their spreads answer the question;
 the verdict reads the median spread of those on the same clock against --forget-pp.
-
-Importing initmem.metrics imports torch (about 2 s); nothing else here needs it.
 """
 
 from __future__ import annotations
@@ -26,17 +24,18 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from initmem.config import TRAIN_SIZE
+from initmem.metrics import clocks
+
 from analysis.sensitivity import CLOCK_SHORT, CLOCKS, matching_clock
 
 LOG_FLOOR = 1e-8     # clocks below this count as 1e-8 in log space (T_L2 = 0 without l2)
 FORGET_PP = 5.0      # a spread below this many pp counts as 'forgets'
-TRAIN_SIZE = 40_000  # CIFAR-10 train split (SPEC Section 3)
 
 
 def recipe_clocks(optimizer: str, lr0: float, batch_size: int, epochs: int, schedule: str = "cosine",
                   alpha: float = 0.01, l2: float = 0.0, train_size: int = TRAIN_SIZE) -> dict:
     """The three clocks after the recipe's last update, its own clock name and value, K."""
-    from initmem.metrics import clocks
     K = int(epochs) * math.ceil(train_size / batch_size)
     c = clocks([K], lr0=lr0, batch_size=batch_size, total_steps=K, alpha=alpha, schedule=schedule, l2=l2)
     own = matching_clock(optimizer, l2)

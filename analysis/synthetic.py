@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from initmem.config import RunConfig, pack_id
-from initmem.metrics import summarize
+from initmem.metrics import clocks, summarize
 from initmem.results import EPOCHS_SCHEMA, RUNS_SCHEMA
 
 from analysis.sensitivity import ADAPTIVE, matching_clock
@@ -158,7 +158,6 @@ def _tau_star(cfg: RunConfig) -> int:
 
 def _clock_table(cfg: RunConfig) -> dict[str, np.ndarray]:
     """Per-epoch step, lr and clocks of a procedure, from initmem.metrics.clocks (never re-derived)."""
-    from initmem.metrics import clocks  # imports torch: only the generator and analysis.clocks need it
     steps = np.arange(cfg.epochs + 1, dtype=np.int64) * cfg.steps_per_epoch
     c = clocks(steps, lr0=cfg.lr0, batch_size=cfg.batch_size, total_steps=cfg.total_steps,
                alpha=cfg.alpha, schedule=cfg.schedule, l2=cfg.l2)
@@ -198,8 +197,7 @@ def _pack(plant: Plant, runs: list[RunConfig], rng: np.random.Generator, diverge
     R = len(runs)
     clk = _clock_table(cfg0)
     sig = np.array([r.sigma_w for r in runs])
-    sig_all = sig  # spread is over this procedure's sigma set
-    sig_range = max(float(sig_all.max() - sig_all.min()), 1e-12)
+    sig_range = max(float(sig.max() - sig.min()), 1e-12)  # spread is over this procedure's sigma set
     beta = _beta_curve(plant, cfg0, clk, sig_range)
     ts = _tau_star(cfg0)
     t = np.arange(T, dtype=np.float64)

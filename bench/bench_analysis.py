@@ -45,7 +45,7 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         subprocess.run([sys.executable, os.path.join(HERE, "synthetic_results.py"), args.root,
                         "--experiment", "main_grid"], check=True, stdout=subprocess.DEVNULL)
-        print(f"generate  : {time.perf_counter() - t:6.2f} s wall (child process, torch import included)")
+        print(f"generate  : {time.perf_counter() - t:6.2f} s wall (child process)")
 
     from analysis.load import attach, load
     from analysis.report import build_report
