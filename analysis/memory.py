@@ -167,13 +167,15 @@ def _wide(runs: pd.DataFrame, by: list[str], metric: str, sigmas: Sequence[float
 
 def sigma_table(runs: pd.DataFrame, by: Sequence[str] | None = None, metric: str = "test_acc",
                 sigmas: Sequence[float] | None = None, n_boot: int = 1000, ci: float = 0.95,
-                seed: int = 0) -> pd.DataFrame:
+                seed: int = 0, spreads: pd.DataFrame | None = None) -> pd.DataFrame:
     """Paper layout (Tables 4-6): a row per group, mean and sd of `metric` per sigma (pp), then
-    spread with its interval and `train` = mean final train accuracy over all sigmas (pp)."""
+    spread with its interval and `train` = mean final train accuracy over all sigmas (pp).
+    `spreads`: spread(runs, by, metric) already computed (one row per group), used instead of a new
+    bootstrap, so that a report shows one interval per group."""
     by = _by(runs, by)
     w = _wide(runs, by, metric, sigmas)
-    sp = spread(runs, by, metric, n_boot=n_boot, ci=ci, seed=seed)[by + ["mem", "lo", "hi"]]
-    sp = sp.rename(columns={"mem": "spread"})
+    sp = spread(runs, by, metric, n_boot=n_boot, ci=ci, seed=seed) if spreads is None else spreads
+    sp = sp[by + ["mem", "lo", "hi"]].rename(columns={"mem": "spread"})
     tr = runs.groupby(by, sort=True, dropna=False)["train_acc_final"].mean().mul(PP).rename("train").reset_index()
     out = w.merge(sp, on=by, how="left").merge(tr, on=by, how="left") if by else \
         pd.concat([w, sp, tr], axis=1)

@@ -307,7 +307,7 @@ def section_long_sgd(A, runs, sp, sc, figs):
 
 def section_lr_l2(A, runs, sp, sc, figs):
     by = _order(set(varying(runs, A.pcols)) | {"batch_size", "lr0", "l2"})
-    tab = sigma_table(runs, by, n_boot=A.n_boot)
+    tab = sigma_table(runs, by, spreads=sp)  # the intervals of the repair map and the clock table
     clk = runs.groupby(by, dropna=False)[["t_sgd", "t_l2"]].median().reset_index()
     tab = tab.merge(clk, on=by)
     blocks = [table_html(tab, "Table 4: test accuracy (pp) at tau_best per sigma_w, mean \u00b1 sd over seeds; "

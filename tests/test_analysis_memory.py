@@ -134,6 +134,12 @@ def test_sigma_table_layout(small):
     means = sel.groupby("sigma_w")["test_acc"].mean() * 100
     assert r["0.1"] == pytest.approx(means[0.1]) and r["spread"] == pytest.approx(means.max() - means.min())
     assert r["train"] == pytest.approx(sel["train_acc_final"].mean() * 100)
+    # precomputed spreads are used as they are (one interval per group in a report)
+    sp = spread(runs, ["optimizer", "batch_size"], n_boot=50, seed=3)
+    t2 = sigma_table(runs, ["optimizer", "batch_size"], spreads=sp)
+    pdt.assert_frame_equal(t2.drop(columns=["lo", "hi"]), t.drop(columns=["lo", "hi"]))
+    m = t2.merge(sp, on=["optimizer", "batch_size"], suffixes=("", "_sp"))
+    assert len(m) == 4 and (m["lo"] == m["lo_sp"]).all() and (m["hi"] == m["hi_sp"]).all()
 
 
 def test_checkpoint_tau_delta_and_clock_tables(small):
