@@ -7,13 +7,14 @@ progress callback, the Parquet results) with train_pack replaced by the instant 
 every 10 epochs). Local Ray on this machine's CPUs.
 
 Default --device cuda plans the packs as the full preset runs on GPU workers (whole pack-key groups
-up to the 80 GB memory bound: 88 trials) while each trial takes CPU only. --device cpu plans CPU
-packs of 4 (1,575 trials); pass --checkpoint-every 300 with it to keep one report per trial.
+up to the 80 GB memory bound: 87 trials on the synthetic set, 88 on CIFAR-10's larger train split)
+while each trial takes CPU only. --device cpu plans CPU packs of 4 (1,575 trials); pass
+--checkpoint-every 300 with it to keep one report per trial.
 
 Prints: wall seconds (target <= 120 s on 2 cores), driver peak RSS (target <= 1.5 GB), the
 number of run rows in the Parquet (6,250) and of epoch rows, and whether every target holds.
-Measured on 2 cores: 43-74 s, 0.28 GB (88 trials); --device cpu --checkpoint-every 300: 72-90 s,
-0.91 GB (1,575 trials).
+Measured on 2 cores: 43-74 s, 0.28 GB (88 trials; 55 s, 0.29 GB with the 87 of today's planner);
+--device cpu --checkpoint-every 300: 72-90 s, 0.91 GB (1,575 trials).
 """
 
 from __future__ import annotations
