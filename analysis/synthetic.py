@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from initmem.config import RunConfig, pack_id
 from initmem.metrics import clocks, summarize
-from initmem.results import EPOCHS_SCHEMA, RUNS_SCHEMA
+from initmem.results import EPOCHS_SCHEMA, RUNS_SCHEMA, to_pandas
 
 from analysis.sensitivity import ADAPTIVE, matching_clock
 
@@ -352,7 +352,6 @@ def synthetic_frames(experiment: str | Sequence[str] = "main_grid", plant: Plant
     """(runs, epochs, truth) in memory, as analysis.load.load would return them (no files): the
     contract's columns plus the `run` and `procedure` keys. One experiment at a time (run_ids of
     different experiments can coincide)."""
-    nullable = {pa.int32(): pd.Int32Dtype()}  # as initmem.results reads int32 columns
     rt, et, truths, betas = [], [], [], []
     for _, runs_tab, epochs_tab, truth, beta_df in generate(experiment, plant, **grid_kw):
         rt.append(runs_tab)
@@ -360,9 +359,9 @@ def synthetic_frames(experiment: str | Sequence[str] = "main_grid", plant: Plant
         truths.append(truth)
         betas.append(beta_df)
     from analysis.load import _run_index, add_procedure
-    runs = add_procedure(pa.concat_tables(rt).to_pandas(types_mapper=nullable.get))
+    runs = add_procedure(to_pandas(pa.concat_tables(rt)))
     runs["run"] = np.arange(len(runs), dtype=np.int64)
-    epochs = pa.concat_tables(et).to_pandas(types_mapper=nullable.get)
+    epochs = to_pandas(pa.concat_tables(et))
     epochs["epoch"] = epochs["epoch"].to_numpy(np.int32)
     epochs["run"] = _run_index(epochs["run_id"], runs["run_id"])
     return runs, epochs, _truth_frames(truths, betas)

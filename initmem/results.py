@@ -84,8 +84,10 @@ RUNS_SCHEMA = pa.schema(SUMMARY_FIELDS[:1] + CONFIG_FIELDS + SUMMARY_FIELDS[1:])
 STATUSES = ("running", "completed", "early_stopped", "diverged")
 
 
-# int32 columns (epochs, tau_*) can be null: read them as pandas' nullable Int32, not float.
-_NULLABLE = {pa.int32(): pd.Int32Dtype()}
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas as every reader of the contract sees it: int32 columns (epochs, tau_*) can
+    be null, so they become pandas' nullable Int32, not float."""
+    return table.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype()}.get)
 
 
 class ResultsError(RuntimeError):
@@ -175,11 +177,11 @@ def _read_folder(fs: pafs.FileSystem, folder: str, schema: pa.Schema,
         empty = schema.empty_table()
         if columns:
             empty = empty.select(columns)
-        return empty.to_pandas(types_mapper=_NULLABLE.get)
+        return to_pandas(empty)
     import pyarrow.dataset as ds
     dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=fs)
     expr = pq.filters_to_expression(filters) if filters else None
-    return dataset.to_table(columns=columns, filter=expr).to_pandas(types_mapper=_NULLABLE.get)
+    return to_pandas(dataset.to_table(columns=columns, filter=expr))
 
 
 def read_runs(root: str, filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
