@@ -15,6 +15,7 @@ tensor allocated, with an error that names the field, the value and what is allo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -40,7 +41,9 @@ PER_RUN_FIELDS = ("sigma_w", "seed", "lr0", "l2", "weight_decay")
 EXECUTION_FIELDS = ("experiment", "device", "channels_last", "compile")
 
 TRAIN_SIZE = 40_000  # CIFAR-10 train split after the seed-42 validation hold-out (SPEC Section 3)
+EVAL_SIZE = 10_000   # CIFAR-10 validation and test images, each
 SYNTHETIC_TRAIN_SIZE = 640  # train images of dataset="synthetic" when train_subset is 0 (tests)
+SYNTHETIC_EVAL_SIZE = 200   # its val and test images, each, when eval_subset is 0
 
 
 class ConfigError(ValueError):
@@ -80,14 +83,14 @@ class RunConfig:
         _validate(self)
 
     # --- identity -------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
         """Stable hash of every field that changes what is computed (not EXECUTION_FIELDS)."""
         science = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
         blob = json.dumps(science, sort_keys=True, default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    @property
+    @functools.cached_property
     def pack_key(self) -> tuple:
         """Fields that must be equal for runs to share a pack (all but PER_RUN_FIELDS)."""
         return tuple((k, v) for k, v in self.to_dict().items()
@@ -98,6 +101,11 @@ class RunConfig:
     def n_train(self) -> int:
         """Train images per epoch: the subset, else the whole train split of the dataset."""
         return self.train_subset or (SYNTHETIC_TRAIN_SIZE if self.dataset == "synthetic" else TRAIN_SIZE)
+
+    @property
+    def n_eval(self) -> int:
+        """Validation images, and test images, evaluated every epoch."""
+        return self.eval_subset or (SYNTHETIC_EVAL_SIZE if self.dataset == "synthetic" else EVAL_SIZE)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -202,8 +210,8 @@ def _validate(c: RunConfig) -> None:
         _fail("patience", c.patience, "an integer >= 0 (0 = no early stopping)")
     if c.train_subset < 0 or c.train_subset > TRAIN_SIZE:
         _fail("train_subset", c.train_subset, f"an integer in [0, {TRAIN_SIZE}] (0 = all)")
-    if c.eval_subset < 0 or c.eval_subset > 10_000:
-        _fail("eval_subset", c.eval_subset, "an integer in [0, 10000] (0 = all)")
+    if c.eval_subset < 0 or c.eval_subset > EVAL_SIZE:
+        _fail("eval_subset", c.eval_subset, f"an integer in [0, {EVAL_SIZE}] (0 = all)")
     if c.train_subset and c.batch_size > c.train_subset:
         _fail("batch_size", c.batch_size, f"at most train_subset={c.train_subset}")
     if not 0 < c.width <= 4:

@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from initmem.config import SYNTHETIC_TRAIN_SIZE
+from initmem.config import SYNTHETIC_EVAL_SIZE, SYNTHETIC_TRAIN_SIZE
 
 ENV_VAR = "INITMEM_DATA"
 DEFAULT_ROOT = Path.home() / ".cache" / "initmem" / "cifar10"
 NUM_CLASSES = 10
-SYNTHETIC_EVAL = 200  # val and test images of the synthetic set (train: config.SYNTHETIC_TRAIN_SIZE)
 
 
 class DataError(ValueError):
@@ -82,7 +81,7 @@ def load_splits(dataset: str = "cifar10", path: str | os.PathLike | None = None,
                 eval_subset: int = 0, download: bool = False) -> Splits:
     """Load, split and subset a dataset. Raises DataError with a fix when it cannot."""
     if dataset == "synthetic":
-        return synthetic_splits(train_subset or SYNTHETIC_TRAIN_SIZE, eval_subset or SYNTHETIC_EVAL)
+        return synthetic_splits(train_subset or SYNTHETIC_TRAIN_SIZE, eval_subset or SYNTHETIC_EVAL_SIZE)
     if dataset != "cifar10":
         raise DataError(f"dataset={dataset!r} is not allowed: 'cifar10' or 'synthetic'")
     where = resolve_data_path(path)
@@ -163,7 +162,7 @@ def _read_torchvision(root: Path, download: bool) -> tuple[np.ndarray, ...]:
             np.asarray(te.data), np.asarray(te.targets, dtype=np.int64))
 
 
-def synthetic_splits(n_train: int = SYNTHETIC_TRAIN_SIZE, n_eval: int = SYNTHETIC_EVAL, seed: int = 0) -> Splits:
+def synthetic_splits(n_train: int = SYNTHETIC_TRAIN_SIZE, n_eval: int = SYNTHETIC_EVAL_SIZE, seed: int = 0) -> Splits:
     """A learnable CIFAR-shaped set: a fixed random template per class plus pixel noise.
 
     Deterministic (numpy RandomState), so every process builds the same set.

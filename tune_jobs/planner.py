@@ -38,7 +38,6 @@ DEFAULT_GPU_MEMORY_GB = 80.0  # assumed when no GPU is visible to the planner (H
 GPU_MEMORY_GB = {"H100": 80.0, "H200": 141.0, "A100-80G": 80.0, "A100-40G": 40.0, "A100": 40.0, "L40S": 48.0,
                  "A10G": 24.0, "L4": 24.0, "V100": 16.0, "T4": 16.0}
 DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.30}  # achieved fraction of peak (packed small convs)
-EVAL_SIZE = 10_000           # val and test images each when eval_subset = 0
 # Dense peak FLOP/s of the reference devices by precision (NVIDIA H100 SXM datasheet; fp32 without
 # TF32 runs on the CUDA cores). A CPU core: AVX2/AVX-512 FMA at ~2.5 GHz.
 GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
@@ -93,13 +92,9 @@ def activation_floats(arch: str, width: float = 1.0) -> float:
     return float(SAVED_PER_CONV * sum(co * s * s for _, co, s in layers))
 
 
-def eval_sizes(cfg: RunConfig) -> tuple[int, int]:
-    return cfg.n_train, (cfg.eval_subset or EVAL_SIZE)
-
-
 def run_flops(cfg: RunConfig) -> float:
     """FLOPs to train and evaluate one run to its last epoch (early stopping ignored)."""
-    n_train, n_eval = eval_sizes(cfg)
+    n_train, n_eval = cfg.n_train, cfg.n_eval
     per_epoch = 3 * n_train + 2 * n_eval
     return forward_flops(cfg.arch, cfg.width) * (cfg.epochs * per_epoch + n_train + 2 * n_eval)
 
@@ -117,7 +112,7 @@ def run_memory_bytes(cfg: RunConfig) -> float:
 
 def data_bytes(cfg: RunConfig) -> float:
     """The splits held once on the device as floats."""
-    n_train, n_eval = eval_sizes(cfg)
+    n_train, n_eval = cfg.n_train, cfg.n_eval
     return (n_train + 2 * n_eval) * 3 * 32 * 32 * (8 if cfg.precision == "fp64" else 4)
 
 
