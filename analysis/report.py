@@ -32,6 +32,7 @@ from analysis.memory import (INTERP_PP, PP, checkpoint_table, clock_table, delta
                              spread, tau_table, varying)
 from analysis.sensitivity import CLOCK_LABEL, CLOCK_SHORT, CLOCKS, beta_t, collapse_score, family_columns, with_clock
 
+COLLAPSE_BOOT = 200  # seed-bootstrap replicates of the collapse score (each refits beta(t) of a family)
 KNOWN = ("main_grid", "long_sgd", "lr_l2", "norm_aug", "best_recipe", "depth")
 TITLES = {"main_grid": "Main grid: optimizer x batch size x sigma_w (Figures 1-3, 6; Tables 2-3)",
           "long_sgd": "Long SGD: constant lr for many epochs",
@@ -57,6 +58,7 @@ class Analysis:
     beta: pd.DataFrame             # beta(t) per procedure and epoch, with clocks and procedure columns
     pcols: list[str]               # procedure columns present
     n_boot: int
+    seed: int = 0
 
 
 def analyse(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Analysis:
@@ -68,7 +70,7 @@ def analyse(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, seed: 
                    ["procedure", "sigma_w"])
     beta = beta_t(frame, by=["procedure"])
     beta = with_clock(beta.merge(procs[["procedure", *pcols]], on="procedure"))
-    return Analysis(runs, epochs, procs, sp.merge(procs, on="procedure"), clocks, beta, pcols, n_boot)
+    return Analysis(runs, epochs, procs, sp.merge(procs, on="procedure"), clocks, beta, pcols, n_boot, seed)
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -149,12 +151,15 @@ def _pp(v: float) -> str:
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def _collapse_scores(beta: pd.DataFrame, pcols: list[str]) -> pd.DataFrame:
-    """Collapse score per family of the procedures in `beta` with two or more batch sizes (may be empty)."""
-    if "batch_size" not in varying(beta, pcols):
+def _collapse_scores(A: "Analysis", runs: pd.DataFrame, beta: pd.DataFrame) -> pd.DataFrame:
+    """Collapse score with its seed-bootstrap interval and verdict per family of the procedures in
+    `runs` with two or more batch sizes (may be empty)."""
+    if "batch_size" not in varying(beta, A.pcols):
         return pd.DataFrame()
-    sc = collapse_score(beta, family_columns(beta, pcols))
-    return sc[sc["n_curves"] >= 2]
+    from analysis.collapse import collapse_table
+    sc = collapse_table(runs, A.epochs, family_columns(beta, A.pcols), n_boot=min(A.n_boot, COLLAPSE_BOOT),
+                        seed=A.seed)
+    return sc[sc["n_curves"] >= 2] if len(sc) else sc
 
 
 def _collapse_block(beta: pd.DataFrame, sc: pd.DataFrame, figs: Figures, pcols: list[str]) -> list[str]:
@@ -175,11 +180,14 @@ def _collapse_block(beta: pd.DataFrame, sc: pd.DataFrame, figs: Figures, pcols: 
                              "Adam family (Muon included). Curves of one recipe at different batch sizes should "
                              "coincide here if the clock is the right unit of forgetting."))
     if len(sc):
-        show = _order(varying(sc, family_columns(beta, pcols))) + ["clock", "n_curves", "s_clock", "s_epoch",
-                                                                   "score", "mode"]
-        out.append(table_html(sc[show], "Collapse score: std of log10|beta| across batch sizes at matched "
-                              "clock values (s_clock) over the same at matched epochs (s_epoch), decades; "
-                              "score < 1: the curves align better on the clock than on epochs.", digits=3))
+        show = _order(varying(sc, family_columns(beta, pcols))) + ["clock", "n_curves", "n_pairs", "s_clock",
+                                                                   "s_epoch", "score", "lo", "hi", "verdict"]
+        out.append(table_html(sc[show], "Collapse score: log10|beta| compared pairwise across batch sizes, over "
+                              "the same pairs on both sides (pairs whose own-clock ranges overlap: n_pairs); "
+                              "s_clock = RMS difference at matched clock values / sqrt 2, s_epoch the same at "
+                              "matched epochs (decades); score = s_clock / s_epoch with a seed-bootstrap 95% "
+                              "interval [lo, hi]. 'aligns on its clock' only when hi < 1, 'aligns on epochs' "
+                              "only when lo > 1 (analysis/README.md).", digits=3))
     return out
 
 
@@ -189,10 +197,11 @@ def _collapse_sentence(sc: pd.DataFrame) -> list[str]:
         return []
     parts = []
     for _, r in sc.dropna(subset=["score"]).iterrows():
-        verdict = "aligns better on" if r["score"] < 1 else "does not align better on"
-        parts.append(f"{_opt(r['optimizer'])} scores {r['score']:.2f} on {CLOCK_SHORT[r['clock']]} "
-                     f"({verdict} its clock than on epochs)")
-    return ["Collapse of |beta| across batch sizes: " + "; ".join(parts) + "."] if parts else []
+        ci = f" [95% CI {r['lo']:.2f}-{r['hi']:.2f}]" if np.isfinite(r["lo"]) else ""
+        parts.append(f"{_opt(r['optimizer'])} scores {r['score']:.2f}{ci} on {CLOCK_SHORT[r['clock']]}: "
+                     f"{r['verdict']}")
+    return ["Collapse of |beta| across batch sizes (score < 1: tighter on the clock than on epochs): "
+            + "; ".join(parts) + "."] if parts else []
 
 
 def _with_main_grid(A: Analysis, runs: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
@@ -477,7 +486,7 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
     sections = []
     for exp in order:
         b = A.beta[A.beta["experiment"] == exp]
-        sc = _collapse_scores(b, A.pcols)
+        sc = _collapse_scores(A, runs[runs["experiment"] == exp], b)
         text, blocks = SECTIONS.get(exp, section_generic)(A, runs[runs["experiment"] == exp],
                                                           A.spreads[A.spreads["experiment"] == exp], sc, figs)
         body = [_p(" ".join(text))] + blocks + _collapse_block(b, sc, figs, A.pcols)

@@ -1,6 +1,6 @@
 """Sensitivity beta(t) = d val_acc / d sigma_w per procedure and epoch, its clocks, and collapse.
 
-    python -m analysis.sensitivity RESULTS [--family optimizer]     # collapse scores per family
+    python -m analysis.sensitivity RESULTS [--n-boot 200]     # collapse scores per family, with intervals
 
     from analysis.sensitivity import beta_t, with_clock, collapse_score
     frame = attach(epochs, runs, ["procedure", "sigma_w"])       # analysis.load
@@ -15,12 +15,9 @@ so a 26.5 pp spread over sigma 0.1..2.5 is |beta| ~ 0.11. It is computed from gr
 no Python loop over groups or epochs. se is the usual OLS standard error of the slope,
 sqrt(SSE / (n - 2) / Sxx); r2 = Sxy^2 / (Sxx Syy).
 
-Collapse (SPEC Section 4): curves of log10|beta| of one family (a procedure minus batch size),
-one per batch size, are interpolated onto a common grid of the clock in log space over the range
-all curves cover (if they share none, every grid point covered by at least two curves counts);
-the spread across batch sizes is the standard deviation of log10|beta| at a grid point, averaged
-over the grid. score = spread at matched clock values / spread at matched epochs: lower is better,
-below 1 means the clock aligns the curves better than epochs do.
+Collapse (SPEC Section 4): analysis.collapse. Curves of log10|beta| of one family (a procedure
+minus batch size), one per batch size, compared pairwise on the own clock and on epochs over the
+same pairs; score = clock spread / epoch spread, with a seed-bootstrap interval and a verdict.
 """
 
 from __future__ import annotations
@@ -118,68 +115,11 @@ def with_clock(beta: pd.DataFrame) -> pd.DataFrame:
     return own_clock(beta.assign(abs_beta=beta["beta"].abs()))
 
 
-def _grid_spread(curves: list[tuple[np.ndarray, np.ndarray]], n_grid: int, log_x: bool) -> tuple[float, int, str]:
-    """Mean over a common grid of the std across curves of y; (spread, grid points used, mode)."""
-    cs = []
-    for xs, ys in curves:
-        ok = np.isfinite(xs) & np.isfinite(ys) & ((xs > 0) if log_x else True)
-        xs, ys = xs[ok], ys[ok]
-        if len(xs) < 2:
-            continue
-        xs = np.log10(xs) if log_x else xs.astype(np.float64)
-        order = np.argsort(xs, kind="stable")
-        xs, ys = xs[order], ys[order]
-        keep = np.r_[True, np.diff(xs) > 0]  # strictly increasing for np.interp
-        if keep.sum() >= 2:
-            cs.append((xs[keep], ys[keep]))
-    if len(cs) < 2:
-        return np.nan, 0, "none"
-    lo = np.array([c[0][0] for c in cs])
-    hi = np.array([c[0][-1] for c in cs])
-    if lo.max() < hi.min():
-        grid, mode = np.linspace(lo.max(), hi.min(), n_grid), "overlap"
-    else:
-        grid, mode = np.linspace(lo.min(), hi.max(), n_grid), "pairwise"
-    vals = np.full((len(cs), n_grid), np.nan)
-    for i, (xs, ys) in enumerate(cs):
-        inside = (grid >= xs[0]) & (grid <= xs[-1])
-        vals[i, inside] = np.interp(grid[inside], xs, ys)
-    cover = np.isfinite(vals).sum(axis=0)
-    use = cover >= 2
-    if not use.any():
-        return np.nan, 0, mode
-    return float(np.nanstd(vals[:, use], axis=0).mean()), int(use.sum()), mode
-
-
-def collapse_score(beta: pd.DataFrame, family: Sequence[str], across: str = "batch_size",
-                   clock: str | None = None, n_grid: int = 64, floor: float = BETA_FLOOR,
-                   min_epoch: int = 1) -> pd.DataFrame:
-    """Collapse score per family (rows of `beta` sharing `family`, one curve per `across` value).
-
-    `beta` needs: family columns, `across`, epoch, beta, and the clock columns; `clock` None
-    picks each family's matching clock (needs optimizer and l2). Epochs < min_epoch (epoch 0:
-    clock 0, beta at initialisation) are left out. Columns: family..., clock, n_curves, s_clock,
-    s_epoch (mean std of log10|beta| across curves, decades), score = s_clock / s_epoch,
-    points_clock, points_epoch, mode ('overlap': all curves share the clock range; 'pairwise':
-    they do not, grid points covered by >= 2 curves are used).
-    """
-    d = beta[beta["epoch"] >= min_epoch]
-    rows = []
-    for key, fam in d.groupby(list(family), sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        c = clock or matching_clock(fam["optimizer"].iloc[0], float(fam["l2"].iloc[0]))
-        curves_c, curves_e = [], []
-        for _, cur in fam.groupby(across, sort=True):
-            cur = cur.sort_values("epoch")
-            ly = np.log10(np.maximum(cur["beta"].abs().to_numpy(np.float64), floor))
-            curves_c.append((cur[c].to_numpy(np.float64), ly))
-            curves_e.append((cur["epoch"].to_numpy(np.float64), ly))
-        s_c, p_c, mode = _grid_spread(curves_c, n_grid, log_x=True)
-        s_e, p_e, _ = _grid_spread(curves_e, n_grid, log_x=False)
-        rows.append({**dict(zip(family, key)), "clock": c, "n_curves": len(curves_c), "s_clock": s_c,
-                     "s_epoch": s_e, "score": s_c / s_e if s_e and s_e > 0 else np.nan,
-                     "points_clock": p_c, "points_epoch": p_e, "mode": mode})
-    return pd.DataFrame(rows)
+def collapse_score(beta: pd.DataFrame, family: Sequence[str], **kw) -> pd.DataFrame:
+    """Point estimate of the collapse score per family from a beta(t) frame: see analysis.collapse
+    (which also gives the seed-bootstrap interval and the verdict, from the runs)."""
+    from analysis.collapse import collapse_score as score
+    return score(beta, family, **kw)
 
 
 def family_columns(beta: pd.DataFrame, procedure_cols: Sequence[str], across: str = "batch_size") -> list[str]:
@@ -192,13 +132,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     from analysis.memory import varying
     ap = argparse.ArgumentParser(prog="python -m analysis.sensitivity", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+")
+    ap.add_argument("--n-boot", type=int, default=200, help="seed-bootstrap replicates of the score")
     args = ap.parse_args(argv)
     runs, epochs = load(args.roots, epoch_columns=["epoch", "val_acc", *CLOCKS])
     b = beta_t(attach(epochs, runs, ["procedure", "sigma_w"]), by=["procedure"])
     b = with_clock(b.merge(procedures(runs), on="procedure"))
     fam = family_columns(b, procedure_columns(runs))
-    sc = collapse_score(b, fam)
-    show = varying(sc, fam) + ["clock", "n_curves", "s_clock", "s_epoch", "score", "mode"]
+    from analysis.collapse import collapse_table
+    sc = collapse_table(runs, epochs, fam, n_boot=args.n_boot)
+    if not len(sc):
+        print("no family with two or more batch sizes: no collapse score")
+        return
+    show = varying(sc, fam) + ["clock", "n_curves", "n_pairs", "s_clock", "s_epoch", "score", "lo", "hi", "verdict"]
     print(sc[show].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
