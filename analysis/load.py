@@ -13,9 +13,17 @@
                execution fields (device, channels_last, compile); `experiment` is kept, so the
                same recipe measured in two experiments (on two sigma grids) is two procedures.
 `epochs` is the contract's epochs table without `kernel_norms` (ask for it with
-`epoch_columns=`), plus the integer `run`. It was joined to `runs` on run_id per results root,
+`epoch_columns=`), plus the integer `run`. A diverged run's rows from its `diverged_epoch` on
+are dropped here, once for every consumer (tables, figures, beta(t)): that row holds the non-finite
+loss and accuracies computed from frozen weights and possibly corrupted norm statistics; the
+trainer's summaries already leave it out. It was joined to `runs` on run_id per results root,
 so two roots holding the same run_id stay apart. Config columns are put onto epoch rows with
 `attach(epochs, runs, columns)`, a positional take (no hash join over millions of rows).
+
+A path that holds no results raises NoResults with require_results=True (load_or_exit, used by
+every command line, which then exits with status 2 before writing anything). `progress(roots)` says how far each root's sweep is: finished runs, the
+planned total from the runner's plan.json (None when there is none, e.g. `python -m initmem
+train` output) and the status counts.
 
 Accuracies stay fractions here; tables and figures convert to percentage points.
 """
@@ -24,6 +32,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import posixpath
+import sys
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -32,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from initmem.config import RunConfig
-from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs
+from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs, resolve
 
 CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
 # Not part of a procedure: the two swept axes, and where/how fast a run was computed.
@@ -40,6 +51,77 @@ NOT_PROCEDURE = ("sigma_w", "seed", "device", "channels_last", "compile")
 PROCEDURE_COLUMNS = [c for c in CONFIG_COLUMNS if c not in NOT_PROCEDURE]
 # Every epochs column but the per-kernel list (about half the bytes, unused by the report).
 DEFAULT_EPOCH_COLUMNS = [f.name for f in EPOCHS_SCHEMA if f.name != "kernel_norms"]
+PLAN_FILE = "plan.json"  # written by tune_jobs/runner.py (save_plan) beside runs/ and epochs/
+
+
+class NoResults(ResultsError):
+    """A results root holds no runs/ or epochs/ Parquet (a typo, or the wrong folder)."""
+
+
+def _parquet_files(fs, folder: str) -> int:
+    import pyarrow.fs as pafs
+    if fs.get_file_info(folder).type == pafs.FileType.NotFound:
+        return 0
+    return sum(1 for i in fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+               if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
+def check_roots(roots: str | Sequence[str]) -> None:
+    """Raise NoResults naming every root that holds no results (before anything is computed)."""
+    roots = [roots] if isinstance(roots, str) else list(roots)
+    bad = []
+    for root in roots:
+        try:
+            fs, path = resolve(root)
+            n = _parquet_files(fs, f"{path}/runs") + _parquet_files(fs, f"{path}/epochs")
+        except Exception as e:  # noqa: BLE001 - an unreachable URI is a root without results
+            bad.append(f"{root} ({e})")
+            continue
+        if n == 0:
+            bad.append(root)
+    if bad:
+        raise NoResults(f"no results under {', '.join(bad)}: expected a results root holding runs/ and epochs/ "
+                        f"Parquet folders (docs/results.md), e.g. <storage>/<experiment> of a sweep or the --out "
+                        f"folder of `python -m initmem train`")
+
+
+def planned_runs(root: str) -> int | None:
+    """How many runs the sweep writing `root` planned (its plan.json), or None without one."""
+    try:
+        fs, path = resolve(root)
+        with fs.open_input_stream(posixpath.join(path, PLAN_FILE)) as f:
+            plan = json.loads(f.read().decode())
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    return sum(len(p) for p in plan.get("packs", []))
+
+
+def progress(roots: str | Sequence[str], runs: pd.DataFrame | None = None) -> list[dict]:
+    """Per root: root, finished (runs with a final status), planned (None without plan.json),
+    status counts. `runs` (from load) saves reading the runs tables again."""
+    roots = [roots] if isinstance(roots, str) else list(roots)
+    out = []
+    for i, root in enumerate(roots):
+        r = runs[runs["root"] == i] if runs is not None and "root" in runs else read_runs(root, columns=["status"])
+        counts = {k: int(v) for k, v in r["status"].value_counts().sort_index().items()}
+        out.append({"root": root, "finished": int((r["status"] != "running").sum()), "planned": planned_runs(root),
+                    "status": counts})
+    return out
+
+
+def drop_diverged(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """`epochs` without the rows of diverged runs from their diverged_epoch on."""
+    if "diverged_epoch" not in runs or not len(epochs):
+        return epochs
+    de = runs["diverged_epoch"].astype("float64").to_numpy(na_value=np.nan)
+    if not np.isfinite(de).any():
+        return epochs
+    keys = runs["run"].to_numpy(np.int64)
+    er = epochs["run"].to_numpy(np.int64)
+    first_bad = np.full(max(int(keys.max()), int(er.max())) + 1, np.inf)
+    first_bad[keys] = np.where(np.isfinite(de), de, np.inf)
+    keep = epochs["epoch"].to_numpy(np.int64) < first_bad[er]
+    return epochs if keep.all() else epochs.loc[keep].reset_index(drop=True)
 
 
 def procedure_columns(df: pd.DataFrame) -> list[str]:
@@ -103,23 +185,30 @@ def _run_index(epoch_ids: pd.Series, run_ids: pd.Series) -> np.ndarray:
 
 
 def load(roots: str | Sequence[str], filters: list | None = None,
-         epoch_columns: Sequence[str] = DEFAULT_EPOCH_COLUMNS) -> tuple[pd.DataFrame, pd.DataFrame]:
+         epoch_columns: Sequence[str] = DEFAULT_EPOCH_COLUMNS,
+         require_results: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read one or more results roots -> (runs, epochs) with `run` and `procedure` keys.
 
     `filters` are pyarrow DNF filters on runs columns, e.g. [("experiment", "==", "main_grid")];
     the epochs are restricted to the selected runs. Epoch rows of run_ids missing from the runs
     table (a pack that wrote epochs but no runs file yet) are dropped. Raises ResultsError if a
-    (run_id, epoch) appears twice in one root.
+    (run_id, epoch) appears twice in one root; with require_results, NoResults if a root holds
+    no results (before any reading; the command lines use load_or_exit, which requires them; a
+    library caller gets empty frames for an empty root). Diverged runs lose their rows from diverged_epoch on (drop_diverged). `runs.root`
+    is the position of the run's root in `roots`.
     """
     roots = [roots] if isinstance(roots, str) else list(roots)
+    if require_results:
+        check_roots(roots)
     all_runs, all_epochs, offsets = [], [], [0]
-    for root in roots:
+    for i_root, root in enumerate(roots):
         runs, epochs = _one_root(root, filters, epoch_columns)
         runs = runs.reset_index(drop=True)
         if runs["run_id"].duplicated().any():
             dup = runs.loc[runs["run_id"].duplicated(), "run_id"].head(5).tolist()
             raise ResultsError(f"run_id appears twice in the runs table of {root}: {dup}")
         runs["run"] = np.arange(offsets[-1], offsets[-1] + len(runs), dtype=np.int64)
+        runs["root"] = np.int16(i_root)
         pos = _run_index(epochs["run_id"], runs["run_id"]) if len(epochs) else np.zeros(0, np.int64)
         keep = pos >= 0
         if not keep.all():
@@ -144,14 +233,23 @@ def load(roots: str | Sequence[str], filters: list | None = None,
         raise ResultsError(f"{dup.size} duplicated (run_id, epoch) rows under {root}")
     if not (order == np.arange(len(order))).all():
         epochs = epochs.take(order).reset_index(drop=True)
-    return runs, epochs
+    return runs, drop_diverged(runs, epochs)
+
+
+def load_or_exit(roots: str | Sequence[str], **kw) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """load() for command lines: a root without results prints the reason and exits with status 2."""
+    try:
+        return load(roots, require_results=True, **kw)
+    except NoResults as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m analysis.load", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", help="results root(s): local folder or URI")
     args = ap.parse_args(argv)
-    runs, epochs = load(args.roots)
+    runs, epochs = load_or_exit(args.roots)
     print(f"{len(runs)} runs, {len(epochs)} epoch rows, {runs['procedure'].nunique()} procedures")
     if len(runs):
         print(runs.groupby(["experiment", "status"]).size().rename("runs").to_string())

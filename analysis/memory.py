@@ -25,7 +25,7 @@ import pandas as pd
 from initmem.metrics import INTERP_THRESHOLD
 
 from analysis.load import procedure_columns
-from analysis.sensitivity import CLOCKS, own_clock
+from analysis.sensitivity import CLOCKS, extension_clocks, own_clock
 
 PP = 100.0  # fraction -> percentage points
 ACC_METRICS = ("test_acc", "val_acc_best", "val_acc_interp", "repair_gap", "train_acc_final",
@@ -237,24 +237,35 @@ def delta_table(runs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
 
 def clock_table(runs: pd.DataFrame, spreads: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     """The forgetting-clock table: each procedure's T_SGD, T_L2, T_adapt at its final epoch (median
-    over its runs) and its matching clock, beside its spread."""
+    over its runs that did not diverge: a diverged run's clocks stop at its divergence epoch) and
+    its matching clock, beside its spread; then initmem's extension clocks t_wd and t_sgd_eff
+    (analysis.sensitivity.extension_clocks; NaN where they do not apply)."""
     by = _by(runs, by)
+    ok = runs["status"] != "diverged" if "status" in runs else pd.Series(True, index=runs.index)
     g = runs.groupby(by, sort=True, dropna=False)
     clk = g[list(CLOCKS)].median()
+    if (~ok).any():  # groups with some non-diverged run take only those; all-diverged groups keep all
+        clean = runs[ok].groupby(by, sort=True, dropna=False)[list(CLOCKS)].median()
+        clk.loc[clean.index] = clean
     if {"optimizer", "l2"} <= set(runs.columns):
         clk[["clock", "T"]] = own_clock(pd.concat([g[["optimizer", "l2"]].first(), clk], axis=1))[["clock", "T"]]
+    if {"optimizer", "weight_decay", "momentum"} <= set(runs.columns):
+        cfg = g[["optimizer", "weight_decay", "momentum"]].first()
+        ext = extension_clocks(cfg["optimizer"], cfg["weight_decay"], cfg["momentum"], clk["t_sgd"], clk["t_adapt"])
+        for k, v in ext.items():
+            clk[k] = v
     return clk.reset_index().merge(spreads[by + ["mem", "lo", "hi"]], on=by, how="left")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.load import load
+    from analysis.load import load_or_exit
     ap = argparse.ArgumentParser(prog="python -m analysis.memory", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+")
     ap.add_argument("--by", nargs="*", help="grouping columns (default: the procedure)")
     ap.add_argument("--metric", default="test_acc")
     ap.add_argument("--n-boot", type=int, default=1000)
     args = ap.parse_args(argv)
-    runs, _ = load(args.roots, epoch_columns=["epoch"])
+    runs, _ = load_or_exit(args.roots, epoch_columns=["epoch"])
     sp = spread(runs, args.by, args.metric, n_boot=args.n_boot)
     show = (args.by or varying(runs, procedure_columns(runs))) + ["mem", "lo", "hi", "n_sigma", "n_runs"]
     print(sp[show].to_string(index=False, float_format=lambda v: f"{v:.3g}"))

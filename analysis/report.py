@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.page import CSS, ORDER, Figures, _num, _opt, _order, _p, _pp, fmt_table, table_html  # noqa: F401
 from analysis.figures import (OPT_NAME, fig_beta, fig_heatmaps, fig_linear_model, fig_repair_map, fig_vs_sigma,
                               labels, value_name)
 from analysis.load import attach, procedure_columns, procedures
@@ -40,10 +41,6 @@ TITLES = {"main_grid": "Main grid: optimizer x batch size x sigma_w (Figures 1-3
           "norm_aug": "Normalisation and augmentation (Figure 8, Table 6)",
           "best_recipe": "Best recipe: standard SGD vs Adam (Table 7)",
           "depth": "Depth: ResNet-56 / ResNet-110 / R9-AvgPool (Figures 5, 7; Table 5)"}
-# display order of procedure columns in tables and labels
-ORDER = ["experiment", "arch", "norm", "augment", "optimizer", "batch_size", "lr0", "l2", "weight_decay",
-         "momentum", "schedule", "epochs", "alpha", "patience", "precision", "dataset", "train_subset",
-         "eval_subset", "width"]
 
 
 # ----------------------------------------------------------------------------- analysis state
@@ -74,82 +71,6 @@ def analyse(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, seed: 
 
 
 # ----------------------------------------------------------------------------- formatting
-def _order(cols: Sequence[str]) -> list[str]:
-    return sorted(cols, key=lambda c: ORDER.index(c) if c in ORDER else len(ORDER))
-
-
-def _num(v, digits: int = 1, sig: bool = False) -> str:
-    """Fixed `digits` decimals, or 3 significant digits (clocks, scores) with sig=True."""
-    if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and not np.isfinite(v)):
-        return "\u2014"
-    if isinstance(v, (int, np.integer)):
-        return str(v)
-    return f"{float(v):.3g}" if sig else f"{float(v):.{digits}f}"
-
-
-SIG_COLUMNS = ("sigma_w", "t_sgd", "t_l2", "t_adapt", "T", "s_clock", "s_epoch", "score", "D_start", "D_end", "a_end", "b_end",
-               "lr0", "l2", "lr", "weight_decay")
-
-
-def fmt_table(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
-    """Strings for display: 'X' with 'X sd' -> 'm ± s'; mem/spread with lo, hi -> 'm [lo, hi]';
-    config values -> short names. The numbers stay in the frame the table functions return."""
-    out = pd.DataFrame(index=df.index)
-    cols = list(df.columns)
-    skip = set()
-    for c in cols:
-        if c in skip:
-            continue
-        if c in ORDER:
-            out[c] = [value_name(c, v) if c == "augment" else value_name(c, v).split("=")[-1] for v in df[c]]
-        elif f"{c} sd" in cols:
-            out[c] = [f"{_num(m, digits)} \u00b1 {_num(s, digits)}" if pd.notna(s) and pd.notna(m) else _num(m, digits)
-                      for m, s in zip(df[c], df[f"{c} sd"])]
-            skip.add(f"{c} sd")
-        elif c in ("mem", "spread") and "lo" in cols and "hi" in cols:
-            out[f"{c} [CI]"] = [f"{_num(m, digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
-                                for m, lo, hi in zip(df[c], df["lo"], df["hi"])]
-            skip |= {"lo", "hi"}
-        elif pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
-            out[c] = [_num(v, digits, sig=c in SIG_COLUMNS) for v in df[c]]
-        else:
-            out[c] = df[c].astype(str)
-    return out
-
-
-def table_html(df: pd.DataFrame, caption: str = "", digits: int = 1) -> str:
-    body = fmt_table(df.reset_index(drop=True), digits).to_html(index=False, escape=True, border=0,
-                                                                 classes="tbl", na_rep="\u2014")
-    cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
-    return f"<div class='tblwrap'>{cap}{body}</div>"
-
-
-class Figures:
-    """Collects figure HTML; plotly.js is not included (written once in the page head)."""
-
-    def __init__(self):
-        self.n = 0
-
-    def html(self, fig, caption: str = "") -> str:
-        self.n += 1
-        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{self.n}",
-                          config={"displaylogo": False, "responsive": True})
-        cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
-        return f"<div class='fig'>{div}{cap}</div>"
-
-
-def _p(text: str) -> str:
-    return f"<p class='reading'>{html.escape(text)}</p>"
-
-
-def _opt(o: str) -> str:
-    return OPT_NAME.get(o, o)
-
-
-def _pp(v: float) -> str:
-    return f"{v:.1f} pp"
-
-
 # ----------------------------------------------------------------------------- shared pieces
 def _collapse_scores(A: "Analysis", runs: pd.DataFrame, beta: pd.DataFrame) -> pd.DataFrame:
     """Collapse score with its seed-bootstrap interval and verdict per family of the procedures in
@@ -431,21 +352,31 @@ SECTIONS: dict[str, Callable] = {"main_grid": section_main_grid, "long_sgd": sec
                                  "best_recipe": section_best_recipe, "depth": section_depth}
 
 
+EXT_COLUMNS = {"t_wd": "T_wd (initmem ext.)", "t_sgd_eff": "T_SGD,eff (initmem ext.)"}
+
+
 def clock_section(A: Analysis) -> list[str]:
     ct = A.clocks
     vary = _order(varying(ct, A.pcols))
-    show = vary + ["t_sgd", "t_l2", "t_adapt", "clock", "T", "mem", "lo", "hi"]
+    ext = [c for c in EXT_COLUMNS if c in ct and ct[c].notna().any()]
+    show = vary + ["t_sgd", "t_l2", "t_adapt", "clock", "T", *ext, "mem", "lo", "hi"]
     ct = ct.sort_values([c for c in ("experiment", "mem") if c in ct])
-    text = ("Each procedure's three clocks after its last update (median over its runs) beside its spread. "
-            "The clock that belongs to the optimizer is 'clock'/'T'. Use `python -m analysis.clocks` to place "
-            "a recipe that has not been run among these.")
+    text = ("Each procedure's three clocks after its last update (median over its runs that did not diverge) "
+            "beside its spread. The clock that belongs to the optimizer is 'clock'/'T'; the paper's figures use "
+            "only these. Beyond the paper (initmem's extension, SPEC Section 4): T_wd = wd sum eta, the "
+            "contraction by decoupled weight decay (AdamW, Muon: their decay 1e-4 is otherwise invisible), and "
+            "T_SGD,eff = (1/b) sum (eta / (1 - mu))^2, SGD + momentum's T_SGD with its effective step. "
+            "Use `python -m analysis.clocks` to place a recipe that has not been run among these.")
     rx, ry = ct["T"].rank().to_numpy(float), ct["mem"].rank().to_numpy(float)  # Spearman = Pearson of ranks
     ok = np.isfinite(rx) & np.isfinite(ry)
     if ok.sum() >= 3 and np.ptp(rx[ok]) > 0 and np.ptp(ry[ok]) > 0:
         corr = float(np.corrcoef(rx[ok], ry[ok])[0, 1])
         text += (f" Spearman rank correlation of the own clock T with the spread over {int(ok.sum())} "
                  f"procedures: {corr:.2f}.")
-    return [_p(text), table_html(ct[show], "Forgetting clocks (T_SGD, T_L2, T_adapt at the final epoch) and spread (pp).")]
+    cap = ("Forgetting clocks (T_SGD, T_L2, T_adapt at the final epoch; the paper's definitions) and spread (pp)"
+           + ("; " + ", ".join(EXT_COLUMNS[c] for c in ext) + ": initmem's extension clocks, empty where they do "
+              "not apply" if ext else "") + ".")
+    return [_p(text), table_html(ct[show].rename(columns=EXT_COLUMNS), cap)]
 
 
 def linear_model_section(figs: Figures) -> list[str]:
@@ -462,23 +393,51 @@ def linear_model_section(figs: Figures) -> list[str]:
             figs.html(fig_linear_model(runs, "Figure 9: the minimal linear model"))]
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1400px;
-padding:0 24px 60px;color:#222;line-height:1.45}
-h1{font-size:1.6em;margin-top:1em} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:2.2em}
-p.reading{background:#f5f8ff;border-left:4px solid #4a7bd0;padding:10px 14px;max-width:1100px}
-p.cap{color:#555;font-size:.9em;margin:4px 0} .fig{margin:18px 0}
-.tblwrap{overflow-x:auto;margin:14px 0} table.tbl{border-collapse:collapse;font-size:.85em}
-table.tbl th,table.tbl td{padding:3px 8px;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
-table.tbl th{background:#fafafa} nav ul{columns:2} .meta{color:#666;font-size:.85em}
-"""
+
+
+def _progress_line(runs: pd.DataFrame, progress: list[dict] | None, n_running: int) -> str:
+    """'n of N runs finished' per root when the sweep's plan is known, else 'n runs'; status counts."""
+    def counts(c: dict) -> str:
+        return ", ".join(f"{v} {k}" for k, v in c.items())
+    if not progress:
+        status = runs.groupby("status").size().to_dict() if len(runs) else {}
+        extra = f"; {n_running} still running, left out" if n_running else ""
+        return f"{len(runs)} runs ({counts(status)}{extra})"
+    parts = []
+    for p in progress:
+        if p["planned"] is None:
+            parts.append(f"{html.escape(p['root'])}: {p['finished']} runs ({counts(p['status'])}; no plan.json, so "
+                         f"the planned total is unknown)")
+        else:
+            state = "complete" if p["finished"] >= p["planned"] else "PARTIAL: the sweep has not finished"
+            parts.append(f"{html.escape(p['root'])}: {p['finished']} of {p['planned']} runs finished "
+                         f"({counts(p['status'])}; {state})")
+    n, N = sum(p["finished"] for p in progress), [p["planned"] for p in progress]
+    head = (f"{n} of {sum(N)} planned runs finished" if None not in N else f"{n} finished runs")
+    running = f" Runs still running ({n_running}) are left out of every table and figure." if n_running else ""
+    return f"{head}. " + "; ".join(parts) + "." + running
+
+
+def _absent_line(present: Sequence[str]) -> str:
+    absent = [e for e in KNOWN if e not in present]
+    if not absent:
+        return ""
+    return (f"Experiments present: {', '.join(e for e in present) or 'none'}. Absent: {', '.join(absent)}: their "
+            f"sections, and the parts of combined figures and of the paper check that need them, are left out.")
 
 
 def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, linear_model: bool = True,
-                 title: str = "Initialisation memory report", source: str = "", seed: int = 0) -> str:
-    """The whole report as one HTML string (runs/epochs from analysis.load.load)."""
+                 title: str = "Initialisation memory report", source: str = "", seed: int = 0,
+                 progress: list[dict] | None = None) -> str:
+    """The whole report as one HTML string (runs/epochs from analysis.load.load). Runs that are
+    still running (a sweep in progress) are left out; `progress` (analysis.load.progress) puts
+    'n of N runs finished' per root in the header."""
     from plotly.offline import get_plotlyjs
     t0 = time.perf_counter()
+    n_running = int((runs["status"] == "running").sum()) if len(runs) else 0
+    if n_running:
+        runs = runs[runs["status"] != "running"].reset_index(drop=True)
+        epochs = epochs[epochs["run"].isin(runs["run"])].reset_index(drop=True)
     A = analyse(runs, epochs, n_boot=n_boot, seed=seed)
     figs = Figures()
     present = list(runs["experiment"].unique()) if len(runs) else []
@@ -497,21 +456,23 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
         sections.append(("linear_model", "Appendix G: the minimal linear model (Figure 9)", linear_model_section(figs)))
     nav = "".join(f"<li><a href='#{k}'>{html.escape(t)}</a></li>" for k, t, _ in sections)
     body = "".join(f"<section id='{k}'><h2>{html.escape(t)}</h2>{''.join(b)}</section>" for k, t, b in sections)
-    status = runs.groupby("status").size().to_dict() if len(runs) else {}
-    meta = (f"{len(runs)} runs ({', '.join(f'{v} {k}' for k, v in status.items())}), {len(epochs)} epoch rows, "
+    meta = (f"{_progress_line(runs, progress, n_running)} {len(epochs)} epoch rows, "
             f"{runs['procedure'].nunique() if len(runs) else 0} procedures. Source: {html.escape(source)}. "
             f"Built {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} in "
             f"{time.perf_counter() - t0:.1f} s. Accuracies in percentage points (pp); |beta| in accuracy "
             f"fraction per unit sigma_w.")
     if not len(runs):
         body = "<p>No runs in the results.</p>" + body
+    absent = _absent_line(order)
+    if absent:
+        body = f"<p class='meta'>{html.escape(absent)}</p>" + body
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
             f"<h1>{html.escape(title)}</h1><p class='meta'>{meta}</p><nav><ul>{nav}</ul></nav>{body}</body></html>")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.load import load
+    from analysis.load import load_or_exit, progress
     ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", help="results root(s): local folders or URIs")
     ap.add_argument("-o", "--output", default="report.html")
@@ -521,10 +482,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     filters = [("experiment", "in", args.experiment)] if args.experiment else None
-    runs, epochs = load(args.roots, filters=filters)
+    runs, epochs = load_or_exit(args.roots, filters=filters)  # exit 2 before writing if a root holds nothing
+    prog = progress(args.roots, runs)
+    if not (runs["status"] != "running").any():
+        where = "; ".join(f"{p['root']}: {p['finished']} of {p['planned'] if p['planned'] is not None else '?'} "
+                          f"runs finished {p['status']}" for p in prog)
+        sel = f" with experiment in {args.experiment}" if args.experiment else ""
+        print(f"error: no finished runs{sel} yet ({where}); nothing written", file=sys.stderr)
+        raise SystemExit(2)
     t1 = time.perf_counter()
     page = build_report(runs, epochs, n_boot=args.n_boot, linear_model=not args.no_linear_model,
-                        source=", ".join(args.roots))
+                        source=", ".join(args.roots), progress=prog)
     with open(args.output, "w", encoding="utf-8") as f:
         f.write(page)
     print(f"wrote {args.output} ({len(page) / 1e6:.1f} MB): load {t1 - t0:.1f} s, build {time.perf_counter() - t1:.1f} s",

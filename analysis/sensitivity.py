@@ -32,6 +32,13 @@ CLOCKS = ("t_sgd", "t_l2", "t_adapt")
 CLOCK_SHORT = {"t_sgd": "T_SGD", "t_l2": "T_L2", "t_adapt": "T_adapt"}
 CLOCK_LABEL = {"t_sgd": "T_SGD = (1/b) sum eta_k^2", "t_l2": "T_L2 = l2 sum eta_k", "t_adapt": "T_adapt = sum eta_k"}
 ADAPTIVE = ("adam", "adamw", "muon", "muon_conv")
+# initmem's extension beyond the paper's clocks (SPEC Section 4), shown beside them, never used by
+# the paper's figures: the decoupled-decay clock and momentum's effective-step T_SGD.
+EXT_CLOCKS = ("t_wd", "t_sgd_eff")
+EXT_SHORT = {"t_wd": "T_wd", "t_sgd_eff": "T_SGD,eff"}
+EXT_LABEL = {"t_wd": "T_wd = wd sum eta_k (AdamW, Muon; initmem extension)",
+             "t_sgd_eff": "T_SGD,eff = (1/b) sum (eta_k / (1 - mu))^2 (SGD + momentum; initmem extension)"}
+DECOUPLED = ("adamw", "muon", "muon_conv")
 BETA_FLOOR = 1e-4  # |beta| below this is noise (fraction per unit sigma); log10 is taken of max(|beta|, floor)
 
 
@@ -100,6 +107,21 @@ def beta_t(frame: pd.DataFrame, by: Sequence[str], x: str = "sigma_w", y: str = 
     return out
 
 
+def extension_clocks(optimizer, weight_decay, momentum, t_sgd, t_adapt) -> dict[str, np.ndarray]:
+    """initmem's extension clocks from a run's config and its recorded clocks (arrays or scalars):
+    t_wd = weight_decay * T_adapt for the decoupled-decay optimizers (T_adapt = sum eta), NaN for
+    the others; t_sgd_eff = T_SGD / (1 - momentum)^2 for sgd_momentum (its effective step is
+    eta / (1 - mu)), NaN for the others."""
+    opt = np.asarray(optimizer, dtype=object)
+    wd, mu = np.asarray(weight_decay, dtype=np.float64), np.asarray(momentum, dtype=np.float64)
+    t_sgd, t_adapt = np.asarray(t_sgd, dtype=np.float64), np.asarray(t_adapt, dtype=np.float64)
+    dec = np.isin(opt, DECOUPLED)
+    mom = opt == "sgd_momentum"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"t_wd": np.where(dec, wd * t_adapt, np.nan),
+                "t_sgd_eff": np.where(mom, t_sgd / (1.0 - mu) ** 2, np.nan)}
+
+
 def own_clock(frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` (optimizer, l2 and the three clocks) plus `clock` (matching_clock's name) and `T` (its value)."""
     out = frame.copy()
@@ -128,13 +150,13 @@ def family_columns(beta: pd.DataFrame, procedure_cols: Sequence[str], across: st
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.load import attach, load, procedure_columns, procedures
+    from analysis.load import attach, load_or_exit, procedure_columns, procedures
     from analysis.memory import varying
     ap = argparse.ArgumentParser(prog="python -m analysis.sensitivity", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+")
     ap.add_argument("--n-boot", type=int, default=200, help="seed-bootstrap replicates of the score")
     args = ap.parse_args(argv)
-    runs, epochs = load(args.roots, epoch_columns=["epoch", "val_acc", *CLOCKS])
+    runs, epochs = load_or_exit(args.roots, epoch_columns=["epoch", "val_acc", *CLOCKS])
     b = beta_t(attach(epochs, runs, ["procedure", "sigma_w"]), by=["procedure"])
     b = with_clock(b.merge(procedures(runs), on="procedure"))
     fam = family_columns(b, procedure_columns(runs))

@@ -1,0 +1,111 @@
+"""HTML building blocks of the report: number formatting, tables, figure divs, the page style.
+
+    python -m analysis.report RESULTS -o report.html      # what these build
+
+    from analysis.page import table_html, Figures
+    table_html(df, "caption")                       # a formatted <table> with its caption
+    Figures().html(fig, "caption")                  # a plotly div (plotly.js is written once, in the head)
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.figures import OPT_NAME, value_name
+
+# display order of procedure columns in tables and labels
+ORDER = ["experiment", "arch", "norm", "augment", "optimizer", "batch_size", "lr0", "l2", "weight_decay",
+         "momentum", "schedule", "epochs", "alpha", "patience", "precision", "dataset", "train_subset",
+         "eval_subset", "width"]
+
+
+def _order(cols: Sequence[str]) -> list[str]:
+    return sorted(cols, key=lambda c: ORDER.index(c) if c in ORDER else len(ORDER))
+
+
+def _num(v, digits: int = 1, sig: bool = False) -> str:
+    """Fixed `digits` decimals, or 3 significant digits (clocks, scores) with sig=True."""
+    if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and not np.isfinite(v)):
+        return "\u2014"
+    if isinstance(v, (int, np.integer)):
+        return str(v)
+    return f"{float(v):.3g}" if sig else f"{float(v):.{digits}f}"
+
+
+SIG_COLUMNS = ("T_wd (initmem ext.)", "T_SGD,eff (initmem ext.)", "t_wd", "t_sgd_eff", "sigma_w", "t_sgd", "t_l2", "t_adapt", "T", "s_clock", "s_epoch", "score", "D_start", "D_end", "a_end", "b_end",
+               "lr0", "l2", "lr", "weight_decay")
+
+
+def fmt_table(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Strings for display: 'X' with 'X sd' -> 'm ± s'; mem/spread with lo, hi -> 'm [lo, hi]';
+    config values -> short names. The numbers stay in the frame the table functions return."""
+    out = pd.DataFrame(index=df.index)
+    cols = list(df.columns)
+    skip = set()
+    for c in cols:
+        if c in skip:
+            continue
+        if c in ORDER:
+            out[c] = [value_name(c, v) if c == "augment" else value_name(c, v).split("=")[-1] for v in df[c]]
+        elif f"{c} sd" in cols:
+            out[c] = [f"{_num(m, digits)} \u00b1 {_num(s, digits)}" if pd.notna(s) and pd.notna(m) else _num(m, digits)
+                      for m, s in zip(df[c], df[f"{c} sd"])]
+            skip.add(f"{c} sd")
+        elif c in ("mem", "spread") and "lo" in cols and "hi" in cols:
+            out[f"{c} [CI]"] = [f"{_num(m, digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
+                                for m, lo, hi in zip(df[c], df["lo"], df["hi"])]
+            skip |= {"lo", "hi"}
+        elif pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
+            out[c] = [_num(v, digits, sig=c in SIG_COLUMNS) for v in df[c]]
+        else:
+            out[c] = df[c].astype(str)
+    return out
+
+
+def table_html(df: pd.DataFrame, caption: str = "", digits: int = 1) -> str:
+    body = fmt_table(df.reset_index(drop=True), digits).to_html(index=False, escape=True, border=0,
+                                                                 classes="tbl", na_rep="\u2014")
+    cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
+    return f"<div class='tblwrap'>{cap}{body}</div>"
+
+
+class Figures:
+    """Collects figure HTML; plotly.js is not included (written once in the page head)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def html(self, fig, caption: str = "") -> str:
+        self.n += 1
+        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{self.n}",
+                          config={"displaylogo": False, "responsive": True})
+        cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
+        return f"<div class='fig'>{div}{cap}</div>"
+
+
+def _p(text: str) -> str:
+    return f"<p class='reading'>{html.escape(text)}</p>"
+
+
+def _opt(o: str) -> str:
+    return OPT_NAME.get(o, o)
+
+
+def _pp(v: float) -> str:
+    return f"{v:.1f} pp"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1400px;
+padding:0 24px 60px;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-top:1em} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:2.2em}
+p.reading{background:#f5f8ff;border-left:4px solid #4a7bd0;padding:10px 14px;max-width:1100px}
+p.cap{color:#555;font-size:.9em;margin:4px 0} .fig{margin:18px 0}
+.tblwrap{overflow-x:auto;margin:14px 0} table.tbl{border-collapse:collapse;font-size:.85em}
+table.tbl th,table.tbl td{padding:3px 8px;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
+table.tbl th{background:#fafafa} nav ul{columns:2} .meta{color:#666;font-size:.85em}
+"""
