@@ -352,6 +352,21 @@ SECTIONS: dict[str, Callable] = {"main_grid": section_main_grid, "long_sgd": sec
                                  "best_recipe": section_best_recipe, "depth": section_depth}
 
 
+def paper_section(A: Analysis) -> list[str]:
+    """The paper check (analysis.paper_check): SPEC Section 5's headline numbers beside the measured ones."""
+    from analysis.paper_check import paper_check, summary
+    t = paper_check(A.runs, n_boot=A.n_boot, seed=A.seed)
+    judged = t[t["verdict"] != "not run"]
+    text = (f"Each headline number of the paper (SPEC Section 5) beside the value measured here, its "
+            f"{A.n_boot}-replicate seed-bootstrap 95% interval and the difference (pp). 'agrees': the paper's "
+            f"number (quoted to 0.1 pp, so +-0.05) meets the interval; 'differs': it does not; 'not run': the "
+            f"experiment or procedure is not in these results. {summary(t)}.")
+    if len(judged) and (judged["verdict"] == "differs").any():
+        text += " Differing: " + "; ".join(judged.loc[judged["verdict"] == "differs", "claim"]) + "."
+    return [_p(text), table_html(t, "Paper check: paper value, measured value [95% seed-bootstrap interval], "
+                                    "difference = measured - paper (pp), verdict.")]
+
+
 EXT_COLUMNS = {"t_wd": "T_wd (initmem ext.)", "t_sgd_eff": "T_SGD,eff (initmem ext.)"}
 
 
@@ -442,7 +457,8 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
     figs = Figures()
     present = list(runs["experiment"].unique()) if len(runs) else []
     order = [e for e in KNOWN if e in present] + sorted(e for e in present if e not in KNOWN)
-    sections = []
+    sections = [("paper_check", "Paper check: the paper's headline numbers against these results",
+                 paper_section(A))] if len(runs) else []
     for exp in order:
         b = A.beta[A.beta["experiment"] == exp]
         sc = _collapse_scores(A, runs[runs["experiment"] == exp], b)

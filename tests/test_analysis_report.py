@@ -43,7 +43,7 @@ def _plotlyjs_head():
 
 def test_one_section_per_experiment_plus_clocks_and_linear_model(page):
     ids = re.findall(r"<section id='([^']+)'>", page)
-    assert ids == list(KNOWN) + ["clocks", "linear_model"]
+    assert ids == ["paper_check"] + list(KNOWN) + ["clocks", "linear_model"]
     assert page.count("<p class='reading'>") == len(ids)
     for title in ("Table 4", "Table 5", "Table 6", "Table 7", "Tables 2-3", "Figure 1a", "Figure 2", "Figure 3a",
                   "Figure 4", "Figure 5", "Figure 8", "Figure 9", "Collapse score", "Forgetting clocks"):
@@ -74,7 +74,7 @@ def test_unknown_experiment_gets_a_generic_section(all_roots):
     runs = runs[runs["optimizer"] == "sgd"].assign(experiment="my_sweep")
     epochs = epochs[epochs["run"].isin(runs["run"])]
     html = build_report(runs, epochs, n_boot=20, linear_model=False)
-    assert re.findall(r"<section id='([^']+)'>", html) == ["my_sweep", "clocks"]
+    assert re.findall(r"<section id='([^']+)'>", html) == ["paper_check", "my_sweep", "clocks"]
     assert "Experiment my_sweep" in html and "Largest spread" in html
 
 
@@ -82,7 +82,7 @@ def test_cli_writes_one_file(all_roots, tmp_path):
     out = str(tmp_path / "r.html")
     main([all_roots[2], "-o", out, "--n-boot", "20", "--no-linear-model"])
     html = open(out, encoding="utf-8").read()
-    assert re.findall(r"<section id='([^']+)'>", html) == ["lr_l2", "clocks"]
+    assert re.findall(r"<section id='([^']+)'>", html) == ["paper_check", "lr_l2", "clocks"]
 
 
 def test_empty_results_still_build(all_roots):
@@ -186,7 +186,7 @@ def test_report_from_a_real_smoke_run(tmp_path):
     runs, epochs = load(out)
     assert len(runs) == 2 and set(epochs["epoch"]) == {0, 1, 2}
     html = build_report(runs, epochs, n_boot=50, linear_model=False, source=out)
-    assert re.findall(r"<section id='([^']+)'>", html) == ["smoke", "clocks"]
+    assert re.findall(r"<section id='([^']+)'>", html) == ["paper_check", "smoke", "clocks"]
     path = tmp_path / "report.html"
     path.write_text(html, encoding="utf-8")
     info, logs = _open(str(path), str(tmp_path / "smoke.png"))
@@ -218,5 +218,5 @@ def test_degenerate_data_still_builds(name, diverged):
         runs = runs.assign(tau_interp=pd.array([None] * len(runs), dtype="Int32"), val_acc_interp=float("nan"),
                            repair_gap=float("nan"))
     html = build_report(runs, epochs, n_boot=20, linear_model=False)
-    assert re.findall(r"<section id='([^']+)'>", html) == [exp, "clocks"]
+    assert re.findall(r"<section id='([^']+)'>", html) == ["paper_check", exp, "clocks"]
     assert html.count("Plotly.newPlot(") == html.count("<div class='fig'>")
