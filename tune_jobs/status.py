@@ -82,7 +82,7 @@ class SweepStatus:
 
     @property
     def finished(self) -> int:
-        return sum(g.counts[s] for g in self.groups for s in FINAL)
+        return sum(g.counts.get(s, 0) for g in self.groups for s in FINAL)
 
     @property
     def run_epochs_total(self) -> int:
