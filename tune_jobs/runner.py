@@ -28,8 +28,6 @@ import json
 import os
 import posixpath
 import shutil
-import socket
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -49,6 +47,8 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 from initmem.config import RunConfig  # noqa: E402
 from initmem.results import ResultsWriter, completed_run_ids, read_runs, resolve  # noqa: E402
 from tune_jobs.catalogue import Experiment  # noqa: E402
+from tune_jobs.cluster import check_address, check_shared_storage, connect_ray  # noqa: E402,F401
+from tune_jobs.progress import ProgressLine, progress_callback  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
                                make_plan, pack_labels)
 
@@ -137,23 +137,6 @@ def check_storage(exp_dir: str) -> None:
         raise SweepError(f"storage {exp_dir!r} is not writable: {type(e).__name__}: {e}. "
                          "Pass --storage with a writable folder or a URI you have credentials for "
                          "(s3://bucket/path, gs://bucket/path).") from None
-
-
-def check_address(address: str, timeout_s: float = 5.0) -> None:
-    """Fail fast when nothing listens at a cluster address (ray.init would wait a long time)."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise SweepError(f"--address {address!r} is not a Ray cluster address: use host:port "
-                         "(e.g. 127.0.0.1:6379), ray://host:10001 or auto")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        raise SweepError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}. Start one "
-                         "(`ray start --head` here, `ray up cluster.yaml` on AWS) and pass its address, "
-                         "or leave --address out to run on a local Ray.") from None
 
 
 def check_data(runs: Sequence[RunConfig], opts: SweepOptions, on_cluster: bool) -> str | None:
@@ -312,96 +295,7 @@ def _status_counts(rows: Sequence[dict]) -> dict[str, int]:
     return {f"n_{k}": v for k, v in Counter(r["status"] for r in rows).items()}
 
 
-# --- progress lines on the driver --------------------------------------------------------------------
-
-def _progress_callback(labels: dict[str, str], sizes: dict[str, int], out: Callable[[str], None]):
-    from ray import tune
-
-    class Progress(tune.Callback):
-        """One line per trial event (start, checkpoint, done, retry, error) instead of Tune's tables."""
-
-        def __init__(self):
-            self.t0 = time.time()
-
-        def setup(self, **info):
-            self.t0 = time.time()  # also when Tuner.restore brings this callback back from its state
-
-        def _head(self, trials) -> str:
-            done = sum(t.status == "TERMINATED" for t in trials)
-            return f"[{time.time() - self.t0:6.0f}s {done}/{len(trials)} done]"
-
-        def _name(self, trial) -> str:
-            pid = trial.config.get("pack_id", "?")
-            return f"{labels.get(pid, pid)} ({sizes.get(pid, '?')} runs)"
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            out(f"{self._head(trials)} start   {self._name(trial)}")
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if "elapsed_s" in result and not any(k.startswith("n_") for k in result):
-                out(f"{self._head(trials)} epoch {result['epoch']}/{result['epochs']}  "
-                    f"{self._name(trial)} {result['elapsed_s']:.0f}s")
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            r = trial.last_result or {}
-            counts = " ".join(f"{k[2:]}={v}" for k, v in r.items() if k.startswith("n_"))
-            what = "skipped (already finished)" if r.get("skipped") else "done   "
-            out(f"{self._head(trials)} {what} {self._name(trial)} {counts}")
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            out(f"{self._head(trials)} retry   {self._name(trial)}: its process failed; resuming from "
-                "its last checkpoint")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            out(f"{self._head(trials)} FAILED  {self._name(trial)} after {trial.num_failures} failure(s); "
-                f"traceback: {posixpath.join(trial.path, 'error.txt') if trial.path else trial.error_file}")
-
-    return Progress()
-
-
 # --- Ray --------------------------------------------------------------------------------------------
-
-def connect_ray(opts: SweepOptions, out: Callable[[str], None]) -> bool:
-    """Connect to the cluster (--address or RAY_ADDRESS, e.g. inside `ray job submit`) or start a local
-    Ray on loopback. Returns True when this call started Ray (and should shut it down)."""
-    import logging
-
-    address = opts.address or os.environ.get("RAY_ADDRESS")
-    if opts.address:
-        check_address(opts.address)  # before Ray is imported or started
-    if not address and "ray" not in sys.modules:
-        # A local Ray is one node: use the loopback address (Ray's single-node mode, as on macOS)
-        # instead of this machine's network address. Read by Ray when it is imported.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-    if not opts.verbose:  # "result.json not found" when a trial restarts before its first report
-        logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
-    if ray.is_initialized():
-        return False
-    common = dict(logging_level=logging.INFO if opts.verbose else logging.WARNING,
-                  log_to_driver=opts.verbose)
-    if address:
-        try:
-            ray.init(address=address, **common)
-        except Exception as e:  # noqa: BLE001 - ConnectionError, AuthenticationError, ...
-            hint = (" With token authentication (Ray >= 2.52), set RAY_AUTH_MODE=token and the cluster's token "
-                    "(RAY_AUTH_TOKEN, or `ray get-auth-token` on the head).")
-            raise SweepError(f"cannot connect to the Ray cluster at {address}: {type(e).__name__}: {e}.{hint}") from None
-        res = ray.cluster_resources()
-        out(f"ray         connected to {address}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs")
-        return False
-    # Local Ray: workers import tune_jobs/initmem from this checkout even without `pip install -e .`
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if PROJECT_ROOT not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT] + paths)
-    # Ray >= 2.59 turns token authentication on for a local cluster and warns that it did: keep it, quietly.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    ray.init(num_cpus=opts.num_cpus, include_dashboard=False, **common)
-    res = ray.cluster_resources()
-    out(f"ray         local Ray on {ray.util.get_node_ip_address()}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs "
-        "(pass --address to use a cluster)")
-    return True
-
 
 def trial_resources(device: Device, opts: SweepOptions) -> dict[str, float]:
     if opts.resources is not None:
@@ -453,6 +347,8 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
     started = connect_ray(opts, out)
     try:
         import ray
+        if not started:  # a cluster: every node must reach a local --storage path (before any trial)
+            check_shared_storage(exp_dir, out)
         res = ray.cluster_resources()
         device = trial_device(opts, cluster_gpus=res.get("GPU", 0), gpu_memory_gb=gpu_memory_from_resources(res))
         per_trial = trial_resources(device, opts)
@@ -489,6 +385,7 @@ def _fit(plan: Plan, job: Job, todo: list[str], tune_dir: str, opts: SweepOption
 
     labels = dict(zip(plan.pack_ids, pack_labels(plan.packs)))
     sizes = {pid: len(p) for pid, p in zip(plan.pack_ids, plan.packs)}
+    line = ProgressLine(job.results, sizes, {pid: p[0].epochs for pid, p in zip(plan.pack_ids, plan.packs)})
     trainable = tune.with_resources(tune.with_parameters(pack_trainable, job=job),
                                     trial_resources(plan.device, opts))
     storage_path, name = posixpath.split(tune_dir)  # a local path or a URI
@@ -520,7 +417,7 @@ def _fit(plan: Plan, job: Job, todo: list[str], tune_dir: str, opts: SweepOption
             name=name, storage_path=storage_path, verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            callbacks=[_progress_callback(labels, sizes, out), JsonLoggerCallback()],
+            callbacks=[progress_callback(labels, line, out), JsonLoggerCallback()],
         ),
     )
     return errors + _errors(tuner.fit())
