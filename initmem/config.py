@@ -95,8 +95,9 @@ class RunConfig:
                        check=lambda v: 0 <= v < 2**31)
     l2: float = _field(0.0, "Keras L2 penalty coefficient on conv/dense kernels (added to the loss)", "",
                        "a number >= 0", check=lambda v: v >= 0)
-    weight_decay: float = _field(-1.0, "decoupled weight decay; -1 = the optimizer's default "
-                                 "(adamw, muon, muon_conv: 1e-4; others: 0); w <- w - lr * weight_decay * w",
+    weight_decay: float = _field(-1.0, "decoupled weight decay, w <- w - lr * weight_decay * w; -1 = the "
+                                 "optimizer's default (adamw, muon, muon_conv: 1e-4; others: 0), resolved "
+                                 "when the config is built (the column holds the value used)",
                                  "",
                                  "a number >= 0 (or -1 for the optimizer default); > 0 only for "
                                  f"{', '.join(OPTIMIZERS_WITH_DECAY)}", check=lambda v: v >= 0)
@@ -202,12 +203,12 @@ def _fail(name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
 
 
-def _check_type(name: str, value: Any, typ: type | tuple) -> None:
-    if isinstance(value, bool) and typ in (int, float, (int, float)):
-        _fail(name, value, f"expected a {'number' if typ != int else 'integer'}, got a bool")
+def _check_type(name: str, value: Any, typ: type | tuple, allowed: str) -> None:
+    names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+    if isinstance(value, bool) and typ in (int, (int, float)):
+        _fail(name, value, f"{allowed} (expected {names}, got a bool)")
     if not isinstance(value, typ):
-        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        _fail(name, value, f"expected {names}, got {type(value).__name__}")
+        _fail(name, value, f"{allowed} (expected {names}, got {type(value).__name__})")
 
 
 _PY_TYPES = {"str": str, "bool": bool, "int": int, "float": (int, float)}
@@ -221,7 +222,7 @@ def _validate(c: RunConfig) -> None:
             if value not in meta["choices"]:
                 _fail(name, value, meta["allowed"])
             continue
-        _check_type(name, value, _PY_TYPES[f.type])
+        _check_type(name, value, _PY_TYPES[f.type], meta["allowed"])
         if f.type == "float" and not math.isfinite(value):
             _fail(name, value, "a finite number")
         if meta["check"] is not None and not meta["check"](value):
