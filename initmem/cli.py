@@ -4,9 +4,12 @@
         --eval-subset 1000 --sigma-w 0.5 2.0 --optimizer sgd --epochs 2 --out results/adhoc
     python -m initmem train --config my_pack.yaml --out results/adhoc     # fields from a YAML/JSON file
     python -m initmem show results/adhoc                                   # one line per run
+    python -m initmem fields                     # every RunConfig field: meaning, unit, allowed, default
 
 Every RunConfig field is a flag (--sigma-w for sigma_w). The per-run fields (sigma_w, seed, lr0,
 l2, weight_decay) take several values; the pack is their full product. Flags override the file.
+The help of every flag is generated from RunConfig's field definitions (initmem/config.py), the
+same text the validation errors and docs/results.md use.
 """
 
 from __future__ import annotations
@@ -16,10 +19,26 @@ import dataclasses
 import itertools
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
-from initmem.config import PER_RUN_FIELDS, ConfigError, RunConfig
+from initmem.config import FIELD_DOCS, PER_RUN_FIELDS, ConfigError, RunConfig, fields_markdown
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's, but never breaks a line inside a word or at a hyphen ("non-empty", "cuda:N"),
+    so an allowed value reads the same in --help as in the error it appears in."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False, break_long_words=False)
+
+
+def field_help(name: str) -> str:
+    """--help text of a RunConfig field flag: meaning [unit]; allowed: ...; default: ..."""
+    doc = FIELD_DOCS[name]
+    text = doc.describe().replace("%", "%%")  # argparse %-formats help strings
+    return f"one or more values (the pack is their product); {text}" if doc.per_run else text
 
 def build_runs(base: dict, per_run: dict[str, list]) -> list[RunConfig]:
     """The pack: one RunConfig per element of the product of the per-run value lists."""
@@ -44,25 +63,33 @@ def _load_file(path: str) -> dict:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m initmem", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m initmem", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train", help="train one pack locally and write Parquet")
-    tr.add_argument("--config", help="YAML or JSON file of RunConfig fields (lists allowed for per-run fields)")
+    tr = sub.add_parser("train", help="train one pack locally and write Parquet", formatter_class=HelpFormatter,
+                        description="Train one pack locally and write its Parquet results.\nEvery RunConfig field "
+                                    "is a flag; a field not given takes its value from --config, else its default.")
+    tr.add_argument("--config", metavar="FILE",
+                    help="YAML or JSON file of RunConfig fields (lists allowed for per-run fields); flags override it; "
+                         "default: none")
+    fields = tr.add_argument_group("run-config fields (RunConfig, initmem/config.py)")
     for f in dataclasses.fields(RunConfig):  # values stay strings: RunConfig.from_dict converts and checks
         flag = "--" + f.name.replace("_", "-")
-        if f.name in PER_RUN_FIELDS:
-            tr.add_argument(flag, nargs="+", default=None, metavar=f.type.upper(), help="one or more values")
-        else:
-            tr.add_argument(flag, default=None, metavar=f.type.upper())
-    tr.add_argument("--data", help="CIFAR-10 .npz or torchvision folder (else $INITMEM_DATA)")
-    tr.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if missing")
-    tr.add_argument("--out", default="results/adhoc", help="results root (folder or URI); default results/adhoc")
-    tr.add_argument("--checkpoint-dir", help="checkpoint folder (default <out>/checkpoints/<pack_id>); "
-                                             "resumes when it holds a checkpoint")
-    tr.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
-    sh = sub.add_parser("show", help="print one line per run of a results root")
-    sh.add_argument("results")
+        nargs = "+" if f.name in PER_RUN_FIELDS else None
+        fields.add_argument(flag, nargs=nargs, default=None, metavar=f.type.upper(), help=field_help(f.name))
+    tr.add_argument("--data", metavar="PATH", help="CIFAR-10 as an .npz (x_train, y_train, x_test, y_test) or a "
+                                                   "torchvision folder; default: $INITMEM_DATA, then ~/.cache/initmem/cifar10")
+    tr.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if missing; default: off")
+    tr.add_argument("--out", default="results/adhoc", metavar="PATH_OR_URI",
+                    help="results root (folder or URI such as s3://bucket/x); default: results/adhoc")
+    tr.add_argument("--checkpoint-dir", metavar="PATH", help="checkpoint folder, resumed from when it holds a checkpoint; "
+                                                           "default: <out>/checkpoints/<pack_id> (none for a URI --out)")
+    tr.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
+                    help="epochs between checkpoints; allowed: an integer >= 1; default: 1")
+    sh = sub.add_parser("show", help="print one line per run of a results root", formatter_class=HelpFormatter)
+    sh.add_argument("results", help="results root (folder or URI)")
+    fl = sub.add_parser("fields", help="list every RunConfig field: meaning, unit, allowed values, default",
+                        formatter_class=HelpFormatter)
+    fl.add_argument("--markdown", action="store_true", help="print the table of docs/results.md instead")
     return parser
 
 
@@ -71,6 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from initmem.data import load_splits
     from initmem.train import train_pack
 
+    if args.checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every={args.checkpoint_every} is not allowed: an integer >= 1")
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     base = _load_file(args.config) if args.config else {}
     per_run = {k: (v if isinstance(v, list) else [v]) for k, v in base.items() if k in PER_RUN_FIELDS}
@@ -116,10 +145,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fields(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(fields_markdown(), end="")
+        return 0
+    for doc in FIELD_DOCS.values():
+        kind = f"{doc.type}, per run" if doc.per_run else doc.type
+        print(f"{doc.name} ({kind})")
+        print(textwrap.fill(doc.describe(), 100, initial_indent="    ", subsequent_indent="    ",
+                            break_on_hyphens=False, break_long_words=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "show": cmd_show}[args.command](args)
+        return {"train": cmd_train, "show": cmd_show, "fields": cmd_fields}[args.command](args)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

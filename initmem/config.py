@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 ARCHS = ("resnet9", "r9_avgpool", "resnet56", "resnet110")
 NORMS = ("batchnorm", "layernorm")
@@ -50,32 +50,76 @@ class ConfigError(ValueError):
     """A configuration value is not allowed. The message names field, value and what is allowed."""
 
 
+def _field(default: Any, meaning: str, unit: str = "", allowed: str = "",
+           choices: Sequence[str] | None = None, check: Callable[[Any], bool] | None = None) -> Any:
+    """A RunConfig field with its documentation, the one place that the --help of both CLIs, the
+    validation errors and docs/results.md are generated from (see FIELD_DOCS, describe()).
+    meaning: what it is; unit: e.g. "updates"; allowed: the values allowed, as the error states
+    them (`choices` make it "one of [...]"); check(value) -> bool enforces `allowed`."""
+    if choices is not None:
+        allowed = f"one of {list(choices)}"
+    return dataclasses.field(default=default, metadata={
+        "meaning": meaning, "unit": unit, "allowed": allowed, "choices": choices, "check": check})
+
+
+def _name_ok(v: str) -> bool:
+    return bool(v) and not any(ch in v for ch in "/\\ \t\n")
+
+
+def _device_ok(v: str) -> bool:
+    return v in ("cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    experiment: str = "adhoc"       # experiment name (label only, not part of run_id)
-    arch: str = "resnet9"           # one of ARCHS
-    norm: str = "batchnorm"         # one of NORMS
-    augment: bool = False           # flip + 4-px reflect pad + random crop
-    optimizer: str = "sgd"          # one of OPTIMIZERS (Keras update rules)
-    batch_size: int = 128           # images per update
-    epochs: int = 300               # passes over the train split
-    schedule: str = "cosine"        # cosine (per update) or constant
-    lr0: float = 1e-3               # peak learning rate, per update
-    alpha: float = 0.01             # cosine floor as a fraction of lr0
-    sigma_w: float = 1.0            # kernel init std = sigma_w / sqrt(fan_in)
-    seed: int = 0                   # fixes init, data order and augmentation
-    l2: float = 0.0                 # Keras L2 penalty coefficient on conv/dense kernels
-    weight_decay: float = -1.0      # decoupled decay; -1 = optimizer default (adamw/muon 1e-4, else 0)
-    momentum: float = 0.9           # sgd_momentum only
-    patience: int = 0               # early stopping on val loss; 0 = off (schedule unchanged)
-    precision: str = "fp32"         # fp64 | fp32 | tf32 | bf16 (autocast, fp32 master weights)
-    device: str = "cpu"             # cpu | cuda | cuda:N
-    channels_last: bool = False     # memory format for conv inputs (CUDA)
-    compile: bool = False           # torch.compile the packed model (CUDA)
-    dataset: str = "cifar10"        # cifar10 | synthetic (tests)
-    train_subset: int = 0           # first N train images of the 40k split; 0 = all
-    eval_subset: int = 0            # first N val and N test images; 0 = all 10k each
-    width: float = 1.0              # channel multiplier (1/8 for smoke networks)
+    experiment: str = _field("adhoc", "experiment name: the results folder label (not part of run_id)",
+                             allowed="a non-empty name without spaces or slashes", check=_name_ok)
+    arch: str = _field("resnet9", "network architecture (SPEC Section 1)", choices=ARCHS)
+    norm: str = _field("batchnorm", "normalisation layer (Keras BatchNorm: momentum 0.99, eps 1e-3)",
+                       choices=NORMS)
+    augment: bool = _field(False, "train-time augmentation: horizontal flip + 4-px reflect pad + random 32x32 crop",
+                           allowed="true or false")
+    optimizer: str = _field("sgd", "update rule (Keras semantics; sgd_momentum uses `momentum`)",
+                            choices=OPTIMIZERS)
+    batch_size: int = _field(128, "images per update", "images",
+                             "an integer >= 1 (at most train_subset when that is set)", check=lambda v: v >= 1)
+    epochs: int = _field(300, "passes over the train split", "epochs", "an integer >= 1", check=lambda v: v >= 1)
+    schedule: str = _field("cosine", "learning-rate schedule: cosine decay per update to alpha * lr0, or constant",
+                           choices=SCHEDULES)
+    lr0: float = _field(1e-3, "peak learning rate", "per update", "a number > 0", check=lambda v: v > 0)
+    alpha: float = _field(0.01, "cosine floor as a fraction of lr0", "fraction of lr0", "a number in [0, 1]",
+                          check=lambda v: 0 <= v <= 1)
+    sigma_w: float = _field(1.0, "kernel init scale: std = sigma_w / sqrt(fan_in)", "", "a number > 0",
+                            check=lambda v: v > 0)
+    seed: int = _field(0, "seed of init, data order and augmentation", "", "an integer in [0, 2**31)",
+                       check=lambda v: 0 <= v < 2**31)
+    l2: float = _field(0.0, "Keras L2 penalty coefficient on conv/dense kernels (added to the loss)", "",
+                       "a number >= 0", check=lambda v: v >= 0)
+    weight_decay: float = _field(-1.0, "decoupled weight decay, w <- w - lr * weight_decay * w; -1 = the "
+                                 "optimizer's default (adamw, muon, muon_conv: 1e-4; others: 0), resolved "
+                                 "when the config is built (the column holds the value used)",
+                                 "",
+                                 "a number >= 0 (or -1 for the optimizer default); > 0 only for "
+                                 f"{', '.join(OPTIMIZERS_WITH_DECAY)}", check=lambda v: v >= 0)
+    momentum: float = _field(0.9, "momentum coefficient (sgd_momentum only)", "", "a number in [0, 1)",
+                             check=lambda v: 0 <= v < 1)
+    patience: int = _field(0, "early stopping on val loss after this many epochs without improvement; "
+                           "0 = off", "epochs", "an integer >= 0 (0 = no early stopping)", check=lambda v: v >= 0)
+    precision: str = _field("fp32", "arithmetic: fp32 (TF32 off), tf32 (CUDA TF32 matmul/conv), "
+                            "bf16 (bfloat16 autocast, fp32 master weights), fp64 (tests)", choices=PRECISIONS)
+    device: str = _field("cpu", "device the pack trains on (not part of run_id)", "",
+                         "'cpu', 'cuda' or 'cuda:N'", check=_device_ok)
+    channels_last: bool = _field(False, "channels-last memory format for conv inputs (CUDA; not part of run_id)",
+                                 allowed="true or false")
+    compile: bool = _field(False, "torch.compile the packed model (CUDA: reduce-overhead mode; not part of run_id)",
+                           allowed="true or false")
+    dataset: str = _field("cifar10", "data: CIFAR-10, or a small synthetic set (tests; no files)", choices=DATASETS)
+    train_subset: int = _field(0, f"first N images of the {TRAIN_SIZE:,}-image train split; 0 = all", "images",
+                               f"an integer in [0, {TRAIN_SIZE}] (0 = all)", check=lambda v: 0 <= v <= TRAIN_SIZE)
+    eval_subset: int = _field(0, f"first N val and N test images; 0 = all {EVAL_SIZE:,} each", "images",
+                              f"an integer in [0, {EVAL_SIZE}] (0 = all)", check=lambda v: 0 <= v <= EVAL_SIZE)
+    width: float = _field(1.0, "channel multiplier of the network (1/8 for smoke networks)", "",
+                          "a number in (0, 4]", check=lambda v: 0 < v <= 4)
 
     def __post_init__(self) -> None:
         if self.weight_decay == -1.0:
@@ -159,65 +203,83 @@ def _fail(name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
 
 
-def _check_type(name: str, value: Any, typ: type | tuple) -> None:
-    if isinstance(value, bool) and typ in (int, float, (int, float)):
-        _fail(name, value, f"expected a {'number' if typ != int else 'integer'}, got a bool")
+def _check_type(name: str, value: Any, typ: type | tuple, allowed: str) -> None:
+    names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+    if isinstance(value, bool) and typ in (int, (int, float)):
+        _fail(name, value, f"{allowed} (expected {names}, got a bool)")
     if not isinstance(value, typ):
-        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        _fail(name, value, f"expected {names}, got {type(value).__name__}")
+        _fail(name, value, f"{allowed} (expected {names}, got {type(value).__name__})")
+
+
+_PY_TYPES = {"str": str, "bool": bool, "int": int, "float": (int, float)}
 
 
 def _validate(c: RunConfig) -> None:
-    for name, choices in (("arch", ARCHS), ("norm", NORMS), ("optimizer", OPTIMIZERS),
-                          ("schedule", SCHEDULES), ("precision", PRECISIONS), ("dataset", DATASETS)):
-        value = getattr(c, name)
-        if value not in choices:
-            _fail(name, value, f"one of {list(choices)}")
-    for name in ("augment", "channels_last", "compile"):
-        _check_type(name, getattr(c, name), bool)
-    for name in ("batch_size", "epochs", "seed", "patience", "train_subset", "eval_subset"):
-        _check_type(name, getattr(c, name), int)
-    for name in ("lr0", "alpha", "sigma_w", "l2", "weight_decay", "momentum", "width"):
-        _check_type(name, getattr(c, name), (int, float))
-        if not math.isfinite(getattr(c, name)):
-            _fail(name, getattr(c, name), "a finite number")
-    _check_type("experiment", c.experiment, str)
-    if not c.experiment or any(ch in c.experiment for ch in "/\\ \t\n"):
-        _fail("experiment", c.experiment, "a non-empty name without spaces or slashes")
-    if c.batch_size < 1:
-        _fail("batch_size", c.batch_size, "an integer >= 1")
-    if c.epochs < 1:
-        _fail("epochs", c.epochs, "an integer >= 1")
-    if c.seed < 0 or c.seed >= 2**31:
-        _fail("seed", c.seed, "an integer in [0, 2**31)")
-    if c.lr0 <= 0:
-        _fail("lr0", c.lr0, "a number > 0")
-    if not 0 <= c.alpha <= 1:
-        _fail("alpha", c.alpha, "a number in [0, 1]")
-    if c.sigma_w <= 0:
-        _fail("sigma_w", c.sigma_w, "a number > 0")
-    if c.l2 < 0:
-        _fail("l2", c.l2, "a number >= 0")
-    if c.weight_decay < 0:
-        _fail("weight_decay", c.weight_decay, "a number >= 0 (or -1 for the optimizer default)")
+    """Each field against its definition (type, then `allowed`), then the rules across fields."""
+    for f in fields(c):
+        name, value, meta = f.name, getattr(c, f.name), f.metadata
+        if meta["choices"] is not None:
+            if value not in meta["choices"]:
+                _fail(name, value, meta["allowed"])
+            continue
+        _check_type(name, value, _PY_TYPES[f.type], meta["allowed"])
+        if f.type == "float" and not math.isfinite(value):
+            _fail(name, value, "a finite number")
+        if meta["check"] is not None and not meta["check"](value):
+            _fail(name, value, meta["allowed"])
     if c.weight_decay > 0 and c.optimizer not in OPTIMIZERS_WITH_DECAY:
         _fail("weight_decay", c.weight_decay,
               f"0 for optimizer {c.optimizer!r} (decoupled decay exists for {list(OPTIMIZERS_WITH_DECAY)};"
               " use l2 for a coupled penalty)")
-    if not 0 <= c.momentum < 1:
-        _fail("momentum", c.momentum, "a number in [0, 1)")
-    if c.patience < 0:
-        _fail("patience", c.patience, "an integer >= 0 (0 = no early stopping)")
-    if c.train_subset < 0 or c.train_subset > TRAIN_SIZE:
-        _fail("train_subset", c.train_subset, f"an integer in [0, {TRAIN_SIZE}] (0 = all)")
-    if c.eval_subset < 0 or c.eval_subset > EVAL_SIZE:
-        _fail("eval_subset", c.eval_subset, f"an integer in [0, {EVAL_SIZE}] (0 = all)")
     if c.train_subset and c.batch_size > c.train_subset:
         _fail("batch_size", c.batch_size, f"at most train_subset={c.train_subset}")
-    if not 0 < c.width <= 4:
-        _fail("width", c.width, "a number in (0, 4]")
-    if not (c.device in ("cpu", "cuda") or (c.device.startswith("cuda:") and c.device[5:].isdigit())):
-        _fail("device", c.device, "'cpu', 'cuda' or 'cuda:N'")
+
+
+# --- the field definitions as documentation -------------------------------------------------------
+PARQUET_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool"}  # results.CONFIG_FIELDS
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One RunConfig field as the CLIs and docs/results.md show it."""
+    name: str
+    type: str        # str | int | float | bool (the CLI's metavar, PARQUET_TYPES for the column)
+    default: Any
+    meaning: str
+    unit: str
+    allowed: str
+    per_run: bool    # may differ between the runs of a pack
+
+    @property
+    def default_text(self) -> str:
+        """The default as it is typed on a command line: false, 'adhoc', 0.001, 128."""
+        if isinstance(self.default, bool):
+            return str(self.default).lower()
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return str(self.default)
+
+    def describe(self) -> str:
+        """One line: meaning [unit]; allowed: ...; default: ..."""
+        unit = f" [{self.unit}]" if self.unit else ""
+        return f"{self.meaning}{unit}; allowed: {self.allowed}; default: {self.default_text}"
+
+
+FIELD_DOCS: dict[str, FieldDoc] = {
+    f.name: FieldDoc(f.name, f.type, f.default, f.metadata["meaning"], f.metadata["unit"], f.metadata["allowed"],
+                     f.name in PER_RUN_FIELDS)
+    for f in fields(RunConfig)}
+
+
+def fields_markdown() -> str:
+    """The table of RunConfig columns in docs/results.md (a test checks that the two agree;
+    `python -m initmem fields --markdown` prints it)."""
+    lines = ["| column | type | unit | meaning | allowed | default |", "| --- | --- | --- | --- | --- | --- |"]
+    for d in FIELD_DOCS.values():
+        cells = (f"{d.name}", PARQUET_TYPES[d.type], d.unit, d.meaning + (" (per run)" if d.per_run else ""),
+                 d.allowed, f"`{d.default_text}`")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def group_by_pack_key(runs: Iterable[RunConfig]) -> dict[tuple, list[RunConfig]]:

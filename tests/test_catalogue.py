@@ -5,8 +5,8 @@ import textwrap
 import pytest
 
 from initmem.config import ConfigError
-from tune_jobs.catalogue import (EXPERIMENTS, OPT5, SEEDS10, SIGMA5, SIGMA25, experiment_from_spec,
-                                 get_experiment, load_user_experiment)
+from tune_jobs.catalogue import (EXPERIMENTS, OPT5, SEEDS10, SIGMA5, SIGMA25, SMOKE_BATCH, SMOKE_SGD_LR0,
+                                 experiment_from_spec, get_experiment, load_user_experiment, smoke_epochs)
 
 SPEC_COUNTS = {"main_grid": 6_250, "long_sgd": 10, "lr_l2": 1_200, "norm_aug": 200, "best_recipe": 120, "depth": 1_500}
 
@@ -82,17 +82,40 @@ def test_smoke_presets_are_tiny_and_same_shape(full, smoke):
     for name, runs in smoke.items():
         assert 1 <= len(runs) <= 24, name
         assert {r.experiment for r in runs} == {name} and EXPERIMENTS[name].label("smoke") == f"{name}_smoke"
-        assert all(r.epochs <= 2 and r.width == 0.125 and r.eval_subset == 500 for r in runs), name
-        assert all(1000 <= r.train_subset <= 2000 for r in runs), name
+        assert all(r.width == 0.125 and r.eval_subset == 500 and r.train_subset == 2400 for r in runs), name
+        # enough updates for Keras BN's moving statistics (momentum 0.99) to settle, and not many more
+        assert all(r.epochs >= 2 and 300 <= r.total_steps < 400 for r in runs), (name, values(runs, "total_steps"))
+        assert all(r.total_steps == r.epochs * -(-2400 // r.batch_size) for r in runs), name
         assert len(values(runs, "seed")) == 1 and len(values(runs, "sigma_w")) == 2, name
+        assert values(runs, "sigma_w") == ([1.0, 2.5] if {1.0, 2.5} <= set(values(full[name], "sigma_w"))
+                                           else [min(values(full[name], "sigma_w")), max(values(full[name], "sigma_w"))])
         # same shape: every field that varies in the smoke varies in the full experiment, and the
         # fields the full one holds fixed (but the smoke size fields) are equal
-        for field in ("arch", "norm", "augment", "optimizer", "schedule", "patience", "momentum", "l2", "lr0"):
+        for field in ("arch", "norm", "augment", "optimizer", "schedule", "patience", "momentum", "l2"):
             assert set(values(runs, field)) <= set(values(full[name], field)), (name, field)
-        assert len(values(runs, "batch_size")) <= 2
+        # learning rates are the full grid's, except plain sgd at 1e-3, which a smoke trains at 1e-2
+        full_lr = {o: set(values([r for r in full[name] if r.optimizer == o], "lr0")) for o in values(runs, "optimizer")}
+        for r in runs:
+            expect = {SMOKE_SGD_LR0} if r.optimizer == "sgd" and full_lr["sgd"] == {1e-3} else full_lr[r.optimizer]
+            assert r.lr0 in expect, (name, r.optimizer, r.lr0)
+        assert set(values(runs, "batch_size")) <= set(SMOKE_BATCH) and len(values(runs, "batch_size")) <= 2
+        if len(values(full[name], "batch_size")) > 1 and name != "depth":
+            assert values(runs, "batch_size") == [16, 32], name
     assert len(smoke["main_grid"]) == 20 and values(smoke["main_grid"], "optimizer") == sorted(OPT5)
+    assert {(r.optimizer, r.lr0) for r in smoke["main_grid"]} == {("sgd", 1e-2), ("sgd_momentum", 1e-3), ("adam", 1e-3),
+                                                                   ("adamw", 1e-3), ("muon", 1e-3)}
+    assert {(r.batch_size, r.epochs) for r in smoke["main_grid"]} == {(16, 2), (32, 4)}
+    assert values(smoke["lr_l2"], "lr0") == [1e-3, 1e-1]  # an lr0 axis is the experiment's question: kept
     sgdm = [r for r in smoke["best_recipe"] if r.optimizer == "sgd_momentum"]
     assert {(r.lr0, r.l2, r.momentum) for r in sgdm} == {(0.1, 5e-4, 0.9)}
+
+
+def test_smoke_epochs_give_the_updates():
+    assert [smoke_epochs(b) for b in (16, 32, 64, 128)] == [2, 4, 8, 16]
+    assert smoke_epochs(16, n_train=10_000) == 2  # never fewer than two epochs
+    for b in (8, 16, 32, 50, 64, 128, 256):
+        e = smoke_epochs(b)
+        assert e * -(-2400 // b) >= 300 and (e == 2 or (e - 1) * -(-2400 // b) < 300), b
 
 
 def test_unknown_experiment_and_preset():
@@ -116,7 +139,14 @@ def test_user_grid_yaml(tmp_path):
     runs = exp.runs("full")
     assert len(runs) == 12 and {r.epochs for r in runs} == {5} and {r.experiment for r in runs} == {"mine"}
     small = exp.runs("smoke")
-    assert len(small) == 4 and {r.width for r in small} == {0.125} and values(small, "sigma_w") == [0.1, 2.5]
+    assert len(small) == 4 and {r.width for r in small} == {0.125} and values(small, "sigma_w") == [1.0, 2.5]
+    assert {(r.optimizer, r.lr0) for r in small} == {("sgd", 1e-2), ("adam", 1e-3)}
+    assert {(r.batch_size, r.epochs, r.total_steps) for r in small} == {(128, 16, 304)}  # >= 300 updates
+    no_mid = experiment_from_spec({"name": "x", "fixed": {"optimizer": "adam", "epochs": 3},
+                                   "axes": {"sigma_w": [0.1, 0.5, 2.0], "batch_size": [16, 64, 128],
+                                            "lr0": [1e-3, 1e-2]}}).runs("smoke")
+    assert values(no_mid, "sigma_w") == [0.1, 2.0] and values(no_mid, "batch_size") == [16, 32]
+    assert values(no_mid, "epochs") == [2, 4] and values(no_mid, "lr0") == [1e-3, 1e-2]
 
 
 def test_user_grid_python(tmp_path):

@@ -61,3 +61,90 @@ def test_real_data_cli_within_three_minutes(shared, tmp_path):
     epochs = pq.read_table(tmp_path / "r" / "epochs").to_pandas()
     assert len(runs) == 2 and set(runs.status) == {"completed"}
     assert len(epochs) == 2 * 3 and epochs.groupby("run_id").epoch.apply(sorted).map(list).tolist() == [[0, 1, 2]] * 2
+
+
+# --- self-explaining --help, generated from RunConfig's field definitions -------------------------
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _default_text(default) -> str:
+    """The default as a user types it: false, 0.001, 128, resnet9."""
+    if isinstance(default, bool):
+        return str(default).lower()
+    return "%g" % default if isinstance(default, float) else str(default)
+
+
+def _help(argv, capsys, entry) -> str:
+    with pytest.raises(SystemExit) as e:
+        entry(argv)
+    assert e.value.code == 0
+    return _flat(capsys.readouterr().out)
+
+
+def _section(text: str, start: str, stop: str | None) -> str:
+    i = text.index(start)
+    return text[i:text.index(stop, i + len(start))] if stop else text[i:]
+
+
+def test_help_of_both_clis_shows_every_field_with_meaning_unit_allowed_and_default(capsys):
+    import dataclasses
+
+    from initmem.config import RunConfig
+    from tune_jobs.cli import main as tune_main
+    names = [f.name for f in dataclasses.fields(RunConfig)]
+    train = _help(["train", "--help"], capsys, main)
+    helps = {"initmem train": train,
+             "tune_jobs": _help(["--help"], capsys, tune_main),
+             "tune_jobs.main_grid": _help(["--help"], capsys, lambda a: tune_main(a, experiment="main_grid"))}
+    metavar = {f.name: "--" + f.name.replace("_", "-") + " " + f.type.upper() for f in dataclasses.fields(RunConfig)}
+    for cli, text in helps.items():
+        for i, f in enumerate(dataclasses.fields(RunConfig)):
+            # the text that belongs to this field: from its flag (train) or its name (--set list) to the next one
+            if cli == "initmem train":
+                group = text[text.index("run-config fields (RunConfig"):]
+                part = _section(group, metavar[f.name], metavar[names[i + 1]] if i + 1 < len(names) else None)
+            else:
+                group = text[text.index("--set FIELD=VALUE fields"):]
+                part = _section(group, f" {f.name} ({f.type})", f" {names[i + 1]} (" if i + 1 < len(names) else None)
+            meta = f.metadata
+            assert meta["meaning"] in part, (cli, f.name, part)
+            assert f"allowed: {meta['allowed']}" in part, (cli, f.name, part)
+            assert part.rstrip().endswith(f"default: {_default_text(f.default)}"), (cli, f.name, part)
+            if meta["unit"]:
+                assert f"[{meta['unit']}]" in part, (cli, f.name)
+            if meta["choices"] is not None:
+                assert all(f"'{c}'" in part for c in meta["choices"]), (cli, f.name)
+    group = train[train.index("run-config fields (RunConfig"):]
+    assert "one or more values" in _section(group, "--sigma-w FLOAT", "--seed INT")
+    assert "one or more values" not in _section(group, "--batch-size INT", "--epochs INT")
+
+
+def test_every_tune_jobs_option_states_its_default_and_allowed_values(capsys):
+    from tune_jobs.cli import OPTION_RULES, build_parser
+    parser = build_parser("main_grid")
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert "default:" in action.help, action.dest
+        if action.dest in OPTION_RULES:
+            assert f"allowed: {OPTION_RULES[action.dest][0]}" in action.help, action.dest
+        if action.choices:
+            assert f"allowed: {', '.join(action.choices)}" in action.help, action.dest
+    # the error of a bad value says the same allowed text as --help
+    from tune_jobs.cli import main as tune_main
+    for flag, bad in (("--max-concurrent", "0"), ("--cpus-per-trial", "0"), ("--max-failures", "-1"),
+                      ("--efficiency", "1.5"), ("--gpu-memory-gb", "-8"), ("--num-cpus", "0")):
+        assert tune_main([flag, bad, "--dry-run"], experiment="main_grid") == 2
+        dest = flag[2:].replace("-", "_")
+        assert f"{flag}={float(bad):g} is not allowed: {OPTION_RULES[dest][0]}" in capsys.readouterr().err
+
+
+def test_fields_command_lists_every_field(capsys):
+    from initmem.config import FIELD_DOCS, fields_markdown
+    assert main(["fields"]) == 0
+    out = _flat(capsys.readouterr().out)
+    assert all(_flat(d.describe()) in out for d in FIELD_DOCS.values())
+    assert main(["fields", "--markdown"]) == 0
+    assert capsys.readouterr().out == fields_markdown()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from initmem.config import (ConfigError, RunConfig, check_pack, group_into_packs, pack_id)
+from initmem.config import (FIELD_DOCS, ConfigError, RunConfig, check_pack, group_into_packs, pack_id)
 
 
 @pytest.mark.parametrize("field, value, allowed", [
@@ -99,3 +99,61 @@ def test_check_pack_rejects_mixed_shapes_and_duplicates():
         check_pack([RunConfig(), RunConfig()])
     with pytest.raises(ConfigError, match="max_pack_size=0"):
         group_into_packs([RunConfig()], 0)
+
+
+# --- the field definitions: one place for help, errors and docs -----------------------------------
+
+BAD = {"experiment": "a/b", "arch": "vgg", "norm": "groupnorm", "augment": "yes", "optimizer": "rmsprop",
+       "batch_size": 0, "epochs": 0, "schedule": "step", "lr0": -1.0, "alpha": 2.0, "sigma_w": 0.0, "seed": 2**31,
+       "l2": -0.5, "weight_decay": -2.0, "momentum": 1.0, "patience": -1, "precision": "fp16", "device": "gpu",
+       "channels_last": 1, "compile": "no", "dataset": "mnist", "train_subset": 40_001, "eval_subset": 10_001,
+       "width": 5.0}
+
+
+def test_every_field_is_defined_with_meaning_and_allowed_values():
+    import dataclasses
+    names = [f.name for f in dataclasses.fields(RunConfig)]
+    assert list(FIELD_DOCS) == names and set(BAD) == set(names)
+    for f in dataclasses.fields(RunConfig):
+        d = FIELD_DOCS[f.name]
+        assert d.meaning and d.allowed and d.default == f.default and d.type == f.type, f.name
+        if f.metadata["choices"] is not None:
+            assert d.allowed == f"one of {list(f.metadata['choices'])}"
+    assert FIELD_DOCS["batch_size"].unit == "images" and FIELD_DOCS["lr0"].unit == "per update"
+    assert FIELD_DOCS["epochs"].describe() == "passes over the train split [epochs]; allowed: an integer >= 1; default: 300"
+    assert [d.name for d in FIELD_DOCS.values() if d.per_run] == ["lr0", "sigma_w", "seed", "l2", "weight_decay"]
+
+
+@pytest.mark.parametrize("field", sorted(BAD))
+def test_the_error_states_the_documented_allowed_values(field):
+    with pytest.raises(ConfigError) as e:
+        RunConfig(**{field: BAD[field]})
+    msg = str(e.value)
+    # the message is built from the definition: field, value, then exactly the allowed text of --help
+    assert msg.startswith(f"{field}={BAD[field]!r} is not allowed: {FIELD_DOCS[field].allowed}"), msg
+
+
+def test_the_boundary_values_of_each_check_are_allowed():
+    good = {"experiment": "x", "batch_size": 1, "epochs": 1, "lr0": 1e-9, "alpha": 0.0, "sigma_w": 1e-3,
+            "seed": 2**31 - 1, "l2": 0.0, "weight_decay": 0.0, "momentum": 0.0, "patience": 0, "device": "cuda:3",
+            "train_subset": 40_000, "eval_subset": 10_000, "width": 4.0}
+    for name, value in good.items():
+        assert getattr(RunConfig(**{name: value}), name) == value, name
+
+
+def test_docs_results_md_holds_the_generated_field_table():
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from initmem.config import PARQUET_TYPES, fields_markdown
+    from initmem.results import CONFIG_FIELDS
+    text = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    begin, end = text.index("<!-- fields:begin"), text.index("<!-- fields:end -->")
+    table = text[text.index("-->\n", begin) + 4:end]
+    assert table == fields_markdown(), ("docs/results.md disagrees with RunConfig's definitions: paste the output "
+                                        "of `python -m initmem fields --markdown` between the fields markers")
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert [r[0].lstrip("| ") for r in rows] == [name for name, _ in CONFIG_FIELDS]
+    assert all(pa.type_for_alias(r[1]) == typ for r, (_, typ) in zip(rows, CONFIG_FIELDS))  # the Parquet types
+    assert all(PARQUET_TYPES[FIELD_DOCS[name].type] == r[1] for r, (name, _) in zip(rows, CONFIG_FIELDS))

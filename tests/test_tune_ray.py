@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from initmem.results import read_epochs, read_runs
-from tune_jobs.catalogue import experiment_from_spec
+from tune_jobs.catalogue import EXPERIMENTS, experiment_from_spec
 from tune_jobs.runner import SweepOptions, run_sweep
 from tune_jobs.standin import CrashOnce
 
@@ -196,4 +196,5 @@ def test_ray_job_submit_smoke_main_grid_on_a_loopback_head(tmp_path):
     assert len(runs) == 20 and set(runs["status"]) == {"completed"}
     assert set(runs["experiment"]) == {"main_grid"} and set(runs["dataset"]) == {"synthetic"}
     epochs = read_epochs(str(results))
-    assert len(epochs) == 20 * 3  # epochs 0, 1, 2 of each run, once
+    smoke = EXPERIMENTS["main_grid"].runs("smoke")  # epochs 0..epochs of each run, once (b=16: 2, b=32: 4)
+    assert len(epochs) == sum(r.epochs + 1 for r in smoke) == 10 * 3 + 10 * 5

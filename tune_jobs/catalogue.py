@@ -3,7 +3,7 @@
     from tune_jobs.catalogue import get_experiment
     exp = get_experiment("main_grid")              # or a path: get_experiment("my_grid.yaml")
     runs = exp.runs("full")                          # 6,250 validated RunConfigs
-    runs = exp.runs("smoke")                         # same shape, tiny: 2 sigmas, 1 seed, 2 epochs
+    runs = exp.runs("smoke")                         # same shape, tiny: 2 sigmas, 1 seed, >= 300 updates
 
 An experiment is a union of grids. A grid is `fixed` fields plus `axes`, each axis a list of
 values; its runs are the cartesian product of the axes (first axis outermost) on top of the fixed
@@ -11,9 +11,15 @@ fields and the RunConfig defaults (lr0 1e-3, cosine alpha 0.01, 300 epochs, no a
 BatchNorm, no L2). Every run is validated when it is built, so a bad field fails before Ray starts.
 
 The smoke preset of an experiment has the same grids with every axis cut to a few values (the
-smallest and largest sigma, the first seed, at most two batch sizes) and the fixed fields of
-SMOKE (width 1/8, 2 epochs, 1,000 train and 500 val/test images): it finishes on 2 CPU cores in
-minutes and exercises every code path of the full one.
+sigmas 1.0 and 2.5, the first seed, the batch sizes 16 and 32) and the fixed fields of SMOKE
+(width 1/8, 2,400 train and 500 val/test images), trained for enough epochs that every run
+makes at least SMOKE_UPDATES = 300 updates (b=16: 2 epochs, b=32: 4): by then Keras BatchNorm's
+moving statistics (momentum 0.99) keep 0.99**300 = 5% of their initial values, and the networks
+learn (main grid smoke, better sigma: >= 20% test accuracy, >= 30% for adam/adamw/muon). Plain
+sgd at lr0 1e-3 barely moves in 300 updates (14.6% test accuracy), so the smokes train plain sgd
+at SMOKE_SGD_LR0 = 1e-2 where the full grid has 1e-3 (main_grid, long_sgd, norm_aug, depth; the
+one learning rate a smoke changes; lr_l2's lr0 axis is kept). Each smoke finishes on 2 CPU
+cores in under 3 minutes and exercises every code path of the full preset.
 
 A user grid is a YAML or Python file of the same shape (see USER_GRID_HELP); its fields are the
 RunConfig fields.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
@@ -37,9 +44,16 @@ OPT5 = ("sgd", "sgd_momentum", "adam", "adamw", "muon")
 BATCH5 = (16, 32, 64, 128, 256)
 PRESETS = ("smoke", "full")
 
-# Fixed fields of every smoke run: a narrow network on a data subset for 2 epochs.
-SMOKE = {"width": 0.125, "epochs": 2, "train_subset": 1000, "eval_subset": 500}
-SMOKE_BATCH = (32, 128)  # the smoke batch sizes where the full grid has several
+# Fixed fields of every smoke run: a narrow network on a data subset; epochs follow SMOKE_UPDATES.
+SMOKE = {"width": 0.125, "train_subset": 2400, "eval_subset": 500}
+SMOKE_UPDATES = 300   # updates per smoke run, at least: BN moving statistics (momentum 0.99) settle
+SMOKE_MIN_EPOCHS = 2  # epochs per smoke run, at least: a curve, not a point
+# The smoke's sigmas where the grid has them (else its smallest and largest): after 300 updates a
+# sigma_w = 0.1 or 0.5 network learns in training mode (train acc 35-50%) but sits at chance in
+# inference mode, its BN moving variance still 5% of the initial 1, far above its activations'.
+SMOKE_SIGMA = (1.0, 2.5)
+SMOKE_BATCH = (16, 32)  # the smoke's batch sizes where the full grid has several (fewest images per update)
+SMOKE_SGD_LR0 = 1e-2  # plain sgd's lr0 in a smoke where the full grid has 1e-3 and no lr0 axis (per update)
 
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
 
@@ -99,35 +113,59 @@ class Experiment:
         return runs
 
 
-def shrink(grid: Grid, **axes: Sequence[Any]) -> Grid:
-    """The smoke version of a grid: SMOKE fixed fields, axes cut to a few values.
+def smoke_epochs(batch_size: int, n_train: int = SMOKE["train_subset"]) -> int:
+    """Epochs of a smoke run: at least SMOKE_MIN_EPOCHS and enough for SMOKE_UPDATES updates."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        return SMOKE_MIN_EPOCHS  # not a batch size: RunConfig's validation names it
+    return max(SMOKE_MIN_EPOCHS, math.ceil(SMOKE_UPDATES / math.ceil(n_train / batch_size)))
 
-    sigma_w -> (smallest, largest); seed -> first; more than two batch sizes -> SMOKE_BATCH if
-    both are in the grid, else the smallest and largest; other axes are kept unless given in `axes`.
+
+def shrink(grid: Grid, **axes: Sequence[Any]) -> tuple[Grid, ...]:
+    """The smoke version of a grid: SMOKE fixed fields, axes cut to a few values; one grid per
+    batch size, each with smoke_epochs(b) epochs (an `epochs` axis of the grid is kept instead).
+
+    sigma_w -> SMOKE_SIGMA if the grid has both, else (smallest, largest); seed -> first; several
+    batch sizes -> SMOKE_BATCH (one is kept); plain sgd at lr0 1e-3 (no lr0 axis) -> SMOKE_SGD_LR0;
+    other axes are kept unless given in `axes`.
     """
     cut: dict[str, Sequence[Any]] = {}
     for name, values in grid.axes.items():
         if name in axes:
             cut[name] = tuple(axes[name])
         elif name == "sigma_w":
-            cut[name] = (min(values), max(values)) if len(values) > 1 else tuple(values)
+            cut[name] = SMOKE_SIGMA if set(SMOKE_SIGMA) <= set(values) else \
+                (min(values), max(values)) if len(values) > 1 else tuple(values)
         elif name == "seed":
             cut[name] = tuple(values[:1])
-        elif name == "batch_size" and len(values) > 2:
-            kept = tuple(b for b in values if b in SMOKE_BATCH)
-            cut[name] = kept if len(kept) == 2 else (min(values), max(values))
+        elif name == "batch_size" and len(values) > 1:
+            cut[name] = SMOKE_BATCH
         else:
             cut[name] = tuple(values)
     fixed = {**grid.fixed, **SMOKE}
-    if "epochs" in grid.axes:
-        fixed.pop("epochs")
-    return Grid(fixed=fixed, axes=cut)
+    batches = cut.pop("batch_size", (fixed.get("batch_size", RunConfig().batch_size),))
+    optimizers = cut.get("optimizer", (fixed.get("optimizer", RunConfig().optimizer),))
+    if "sgd" in optimizers and "lr0" not in cut and fixed.get("lr0", RunConfig().lr0) == RunConfig().lr0:
+        if "optimizer" in cut:  # plain sgd gets its own grid with the smoke lr0, the others keep theirs
+            others = tuple(o for o in optimizers if o != "sgd")
+            parts = [({**fixed, "optimizer": "sgd", "lr0": SMOKE_SGD_LR0}, {**cut, "optimizer": ("sgd",)})]
+            if others:
+                parts.append((fixed, {**cut, "optimizer": others}))
+        else:
+            parts = [({**fixed, "lr0": SMOKE_SGD_LR0}, cut)]
+    else:
+        parts = [(fixed, cut)]
+    grids = []
+    for b in batches:
+        for f, a in parts:
+            epochs = {} if "epochs" in a else {"epochs": smoke_epochs(b, f["train_subset"])}
+            grids.append(Grid(fixed={**f, **epochs, "batch_size": b}, axes=a))
+    return tuple(grids)
 
 
 def _experiment(name: str, description: str, grids: Sequence[Grid], expected: int,
                 **smoke_axes: Sequence[Any]) -> Experiment:
     grids = tuple(grids)
-    return Experiment(name, description, grids, tuple(shrink(g, **smoke_axes) for g in grids), expected)
+    return Experiment(name, description, grids, tuple(s for g in grids for s in shrink(g, **smoke_axes)), expected)
 
 
 # --- SPEC Section 2 -----------------------------------------------------------------------------
@@ -179,7 +217,7 @@ DEPTH = _experiment(
            "sigma_w": SIGMA5, "seed": SEEDS10}),
      Grid({"arch": "r9_avgpool", "patience": 0},
           {"optimizer": OPT5, "batch_size": (16, 128), "sigma_w": SIGMA5, "seed": SEEDS10})],
-    1_500, optimizer=("sgd", "adam"), batch_size=(128,))
+    1_500, optimizer=("sgd", "adam"), batch_size=(16,))
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in
                                       (MAIN_GRID, LONG_SGD, LR_L2, NORM_AUG, BEST_RECIPE, DEPTH)}
@@ -246,7 +284,7 @@ def experiment_from_spec(spec: Mapping[str, Any], source: str = "user grid") -> 
         raw_smoke = spec["smoke"] if isinstance(spec["smoke"], Sequence) else [spec["smoke"]]
         smoke = tuple(_grid_from(g, f"{source}: smoke grid {i + 1}") for i, g in enumerate(raw_smoke))
     else:
-        smoke = tuple(shrink(g) for g in full)
+        smoke = tuple(s for g in full for s in shrink(g))
     exp = Experiment(name, str(spec.get("description", "")), full, smoke, None, source)
     for preset in PRESETS:  # validate every run of both presets now, before anything starts
         exp.runs(preset)

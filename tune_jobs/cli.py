@@ -7,18 +7,50 @@
 
 A finished sweep ends by building its HTML report, <results>/report.html (--no-report: skip).
 Bad input (unknown experiment or preset, an invalid field, unwritable storage, an unreachable
-cluster, missing data) is reported before anything starts, with exit status 2.
+cluster, missing data) is reported before anything starts, with exit status 2. --help lists every
+option and every --set field with its meaning, unit, allowed values and default; the field texts
+come from RunConfig's definitions (initmem/config.py), as do the errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Sequence
 
-from initmem.config import ConfigError
+from initmem.cli import HelpFormatter
+from initmem.config import FIELD_DOCS, ConfigError
 from tune_jobs.catalogue import EXPERIMENTS, PRESETS, USER_GRID_HELP, get_experiment
+from tune_jobs.planner import DEFAULT_EFFICIENCY
 from tune_jobs.runner import DEFAULT_STORAGE, SweepError, SweepOptions, run_sweep
+
+# Allowed values of the numeric options: the --help text and the error of a bad value say the same.
+OPTION_RULES = {
+    "max_concurrent": ("an integer >= 1", lambda v: v >= 1),
+    "gpu_memory_gb": ("a number > 0", lambda v: v > 0),
+    "max_pack_size": ("an integer >= 1", lambda v: v >= 1),
+    "cpus_per_trial": ("a number > 0", lambda v: v > 0),
+    "checkpoint_every": ("an integer >= 1", lambda v: v >= 1),
+    "max_failures": ("an integer >= 0", lambda v: v >= 0),
+    "num_cpus": ("an integer >= 1", lambda v: v >= 1),
+    "efficiency": ("a number in (0, 1]", lambda v: 0 < v <= 1),
+}
+
+
+def _allowed(dest: str) -> str:
+    return f"allowed: {OPTION_RULES[dest][0]}"
+
+
+def fields_help() -> str:
+    """The --set fields, generated from RunConfig's definitions (the epilog of --help)."""
+    lines = ["--set FIELD=VALUE fields (RunConfig, initmem/config.py; `python -m initmem fields` lists them too;",
+             "experiment is the experiment's name and cannot be set; a --set value replaces the grid's):"]
+    for doc in FIELD_DOCS.values():
+        lines.append(f"  {doc.name} ({doc.type})")
+        lines += textwrap.wrap(doc.describe(), 96, initial_indent="      ", subsequent_indent="      ",
+                               break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines)
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, str]:
@@ -35,36 +67,62 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
     prog = f"python -m tune_jobs.{experiment}" if experiment else "python -m tune_jobs"
     desc = EXPERIMENTS[experiment].description if experiment in EXPERIMENTS else \
         "Run an experiment of the catalogue or a user grid file on Ray Tune."
-    p = argparse.ArgumentParser(prog=prog, description=desc, epilog=None if experiment else USER_GRID_HELP,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    epilog = fields_help() if experiment else f"{USER_GRID_HELP}\n{fields_help()}"
+    p = argparse.ArgumentParser(prog=prog, description=desc, epilog=epilog, formatter_class=HelpFormatter)
     if experiment is None:
         p.add_argument("experiment", nargs="?", help=f"one of {list(EXPERIMENTS)}, or a .yaml/.py grid file")
         p.add_argument("--list", action="store_true", help="list the catalogue and exit")
     p.add_argument("--preset", choices=PRESETS, default="smoke",
-                   help="smoke: tiny, minutes on 2 CPU cores (default); full: the paper's grid")
-    p.add_argument("--storage", default=None,
-                   help=f"folder or URI (s3://, gs://) for results and Tune state (default {DEFAULT_STORAGE})")
-    p.add_argument("--dry-run", action="store_true", help="print runs, packs, trials and cost; train nothing")
-    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: by resources)")
-    p.add_argument("--data", default=None, help="CIFAR-10 .npz or torchvision folder (default: $INITMEM_DATA, "
-                                                "then ~/.cache/initmem/cifar10)")
-    p.add_argument("--download", action="store_true", help="local Ray: download CIFAR-10 into the cache first")
-    p.add_argument("--address", default=None, help="Ray cluster address (host:port, ray://host:10001, auto); "
-                                                   "default: $RAY_ADDRESS, else a local Ray")
+                   help="smoke: the same grid cut to 2 sigmas, 1 seed, b 16 and 32, width 1/8 on 2,400 images, "
+                        ">= 300 updates per run, <= 3 minutes on 2 CPU cores; full: the paper's grid; "
+                        f"allowed: {', '.join(PRESETS)}; default: smoke")
+    p.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="folder or URI (s3://, gs://) for results and Tune state, one folder per experiment "
+                        f"under it; default: {DEFAULT_STORAGE}")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print runs, packs, trials and cost (FLOPs, device-hours); train nothing; default: off")
+    p.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                   help=f"trials at once [trials]; {_allowed('max_concurrent')}; default: as many as the "
+                        "resources hold")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="CIFAR-10 as an .npz (x_train, y_train, x_test, y_test) or a torchvision folder; "
+                        "default: $INITMEM_DATA, then ~/.cache/initmem/cifar10")
+    p.add_argument("--download", action="store_true",
+                   help="local Ray: download CIFAR-10 into the cache first; default: off")
+    p.add_argument("--address", default=None, metavar="ADDRESS",
+                   help="Ray cluster address (host:port, ray://host:10001, auto); default: $RAY_ADDRESS, "
+                        "else a local Ray on 127.0.0.1")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="trial device the packs are sized for (auto: GPU if the cluster has one)")
-    p.add_argument("--gpu-memory-gb", type=float, default=None, help="GPU memory per trial for pack sizes (default: detected, else 80)")
-    p.add_argument("--max-pack-size", type=int, default=None, help="cap on runs per pack (default: from the device)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default: epochs // 30)")
-    p.add_argument("--max-failures", type=int, default=3, help="Tune retries of a failed trial (default 3)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
-    p.add_argument("--efficiency", type=float, default=None, help="cost estimate: fraction of peak FLOP/s achieved")
+                   help="trial device the packs are sized for; allowed: auto, cpu, cuda; "
+                        "default: auto (cuda if the cluster has a GPU)")
+    p.add_argument("--gpu-memory-gb", type=float, default=None, metavar="GB",
+                   help=f"GPU memory per trial that pack sizes are planned for [GB]; {_allowed('gpu_memory_gb')}; "
+                        "default: detected, else 80")
+    p.add_argument("--max-pack-size", type=int, default=None, metavar="N",
+                   help=f"cap on runs per pack [runs]; {_allowed('max_pack_size')}; default: from the device "
+                        "(CPU: 4; GPU: as many as its memory holds)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N",
+                   help=f"CPUs per trial [CPUs]; {_allowed('cpus_per_trial')}; default: 1")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="EPOCHS",
+                   help=f"epochs between checkpoints [epochs]; {_allowed('checkpoint_every')}; "
+                        "default: epochs // 30, at least 1")
+    p.add_argument("--max-failures", type=int, default=3, metavar="N",
+                   help=f"Tune retries of a failed trial [retries]; {_allowed('max_failures')}; default: 3")
+    p.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                   help=f"CPUs of a local Ray [CPUs]; {_allowed('num_cpus')}; default: all of this machine")
+    p.add_argument("--efficiency", type=float, default=None, metavar="FRACTION",
+                   help="cost estimate: achieved fraction of peak FLOP/s [fraction]; "
+                        f"{_allowed('efficiency')}; default: {DEFAULT_EFFICIENCY['cuda']:g} on GPU, "
+                        f"{DEFAULT_EFFICIENCY['cpu']:g} on CPU")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="set a RunConfig field on every run, e.g. --set dataset=synthetic --set precision=tf32")
+                   help="set a RunConfig field on every run (repeatable), e.g. --set dataset=synthetic "
+                        "--set precision=tf32; the fields, their allowed values and defaults are listed "
+                        "below; default: none")
     p.add_argument("--no-report", action="store_true",
-                   help="do not build the HTML report at the end (default: <results>/report.html)")
-    p.add_argument("-v", "--verbose", action="store_true", help="show Ray's and the trials' own logs")
+                   help="do not build the HTML report at the end; default: off (the report is "
+                        "<results>/report.html)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show Ray's and the trials' own logs; default: off")
     return p
 
 
@@ -86,12 +144,10 @@ def main(argv: Sequence[str] | None = None, experiment: str | None = None) -> in
                             checkpoint_every=args.checkpoint_every, max_failures=args.max_failures,
                             overrides=_parse_set(args.set), num_cpus=args.num_cpus, efficiency=args.efficiency,
                             dry_run=args.dry_run, verbose=args.verbose)
-        for flag, value in (("--max-concurrent", opts.max_concurrent), ("--max-pack-size", opts.max_pack_size),
-                            ("--checkpoint-every", opts.checkpoint_every), ("--num-cpus", opts.num_cpus)):
-            if value is not None and value < 1:
-                raise ConfigError(f"{flag}={value} is not allowed: an integer >= 1")
-        if opts.cpus_per_trial <= 0 or opts.max_failures < 0:
-            raise ConfigError("--cpus-per-trial must be > 0 and --max-failures >= 0")
+        for dest, (allowed, ok) in OPTION_RULES.items():
+            value = getattr(args, dest)
+            if value is not None and not ok(value):
+                raise ConfigError(f"--{dest.replace('_', '-')}={value:g} is not allowed: {allowed}")
         result = run_sweep(exp, args.preset, opts)
     except (ConfigError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
