@@ -26,7 +26,10 @@ ARCHS = ("resnet9", "r9_avgpool", "resnet56", "resnet110")
 NORMS = ("batchnorm", "layernorm")
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "muon", "muon_conv")
 SCHEDULES = ("cosine", "constant")
-PRECISIONS = ("fp64", "fp32", "tf32", "bf16")
+PRECISIONS = ("auto", "fp64", "fp32", "tf32", "bf16")
+# What precision="auto" runs as: TF32 on CUDA (TensorFlow's default on Ampere+, what the paper ran,
+# SPEC Section 3), fp32 on CPU (where TF32 does not exist).
+AUTO_PRECISION = {"cuda": "tf32", "cpu": "fp32"}
 DATASETS = ("cifar10", "synthetic")
 
 # Decoupled weight decay each optimizer uses when the config does not say (paper Table 1).
@@ -68,7 +71,7 @@ class RunConfig:
     weight_decay: float = -1.0      # decoupled decay; -1 = optimizer default (adamw/muon 1e-4, else 0)
     momentum: float = 0.9           # sgd_momentum only
     patience: int = 0               # early stopping on val loss; 0 = off (schedule unchanged)
-    precision: str = "fp32"         # fp64 | fp32 | tf32 | bf16 (autocast, fp32 master weights)
+    precision: str = "auto"         # auto (tf32 on CUDA, fp32 on CPU) | fp64 | fp32 (strict) | tf32 | bf16
     device: str = "cpu"             # cpu | cuda | cuda:N
     channels_last: bool = False     # memory format for conv inputs (CUDA)
     compile: bool = False           # torch.compile the packed model (CUDA)
@@ -87,6 +90,7 @@ class RunConfig:
     def run_id(self) -> str:
         """Stable hash of every field that changes what is computed (not EXECUTION_FIELDS)."""
         science = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        science["precision"] = self.effective_precision  # auto hashes as what it runs: tf32 on CUDA
         blob = json.dumps(science, sort_keys=True, default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -97,6 +101,13 @@ class RunConfig:
                      if k not in PER_RUN_FIELDS and k != "experiment")
 
     # --- derived quantities -----------------------------------------------------------------
+    @property
+    def effective_precision(self) -> str:
+        """The precision this run computes in: precision, with auto resolved for the device."""
+        if self.precision != "auto":
+            return self.precision
+        return AUTO_PRECISION["cuda" if self.device.startswith("cuda") else "cpu"]
+
     @property
     def n_train(self) -> int:
         """Train images per epoch: the subset, else the whole train split of the dataset."""
