@@ -26,7 +26,10 @@ ARCHS = ("resnet9", "r9_avgpool", "resnet56", "resnet110")
 NORMS = ("batchnorm", "layernorm")
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "muon", "muon_conv")
 SCHEDULES = ("cosine", "constant")
-PRECISIONS = ("fp64", "fp32", "tf32", "bf16")
+PRECISIONS = ("auto", "fp64", "fp32", "tf32", "bf16")
+# What precision="auto" runs as: TF32 on CUDA (TensorFlow's default on Ampere+, what the paper ran,
+# SPEC Section 3), fp32 on CPU (where TF32 does not exist).
+AUTO_PRECISION = {"cuda": "tf32", "cpu": "fp32"}
 DATASETS = ("cifar10", "synthetic")
 
 # Decoupled weight decay each optimizer uses when the config does not say (paper Table 1).
@@ -105,8 +108,10 @@ class RunConfig:
                              check=lambda v: 0 <= v < 1)
     patience: int = _field(0, "early stopping on val loss after this many epochs without improvement; "
                            "0 = off", "epochs", "an integer >= 0 (0 = no early stopping)", check=lambda v: v >= 0)
-    precision: str = _field("fp32", "arithmetic: fp32 (TF32 off), tf32 (CUDA TF32 matmul/conv), "
-                            "bf16 (bfloat16 autocast, fp32 master weights), fp64 (tests)", choices=PRECISIONS)
+    precision: str = _field("auto", "arithmetic: auto (tf32 on CUDA, as TensorFlow runs the paper's GPUs; fp32 "
+                            "on CPU), fp32 (strict, TF32 off), tf32 (CUDA TF32 matmul/conv), bf16 (bfloat16 "
+                            "autocast, fp32 master weights), fp64 (tests); run_id hashes the precision that "
+                            "runs", choices=PRECISIONS)
     device: str = _field("cpu", "device the pack trains on (not part of run_id)", "",
                          "'cpu', 'cuda' or 'cuda:N'", check=_device_ok)
     channels_last: bool = _field(False, "channels-last memory format for conv inputs (CUDA; not part of run_id)",
@@ -131,6 +136,7 @@ class RunConfig:
     def run_id(self) -> str:
         """Stable hash of every field that changes what is computed (not EXECUTION_FIELDS)."""
         science = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        science["precision"] = self.effective_precision  # auto hashes as what it runs: tf32 on CUDA
         blob = json.dumps(science, sort_keys=True, default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -141,6 +147,13 @@ class RunConfig:
                      if k not in PER_RUN_FIELDS and k != "experiment")
 
     # --- derived quantities -----------------------------------------------------------------
+    @property
+    def effective_precision(self) -> str:
+        """The precision this run computes in: precision, with auto resolved for the device."""
+        if self.precision != "auto":
+            return self.precision
+        return AUTO_PRECISION["cuda" if self.device.startswith("cuda") else "cpu"]
+
     @property
     def n_train(self) -> int:
         """Train images per epoch: the subset, else the whole train split of the dataset."""

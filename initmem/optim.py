@@ -83,10 +83,11 @@ def l2_penalty(kernels: Sequence[Tensor], l2: Tensor) -> Tensor:
 
 
 def newton_schulz5(u: Tensor, steps: int = MUON_NS_STEPS, dtype: torch.dtype | None = None) -> Tensor:
-    """Keras Muon's zeropower_via_newtonschulz5 on a batch (M, rows, cols), per slice.
+    """Keras Muon's zeropower_via_newtonschulz5 on a batch (N, rows, cols), per slice.
 
     Computed in ``dtype`` (default NS_DTYPE = float32) and returned in u's dtype.  Each slice is
-    divided by its own Frobenius norm; the matmuls are batched, so slices never mix.
+    divided by its own Frobenius norm; the matmuls are batched, so slices never mix.  Four ops
+    per iteration: A = X X^T (bmm), B = b*A + c*(A A) and X = a*X + B X (one baddbmm each).
     """
     a, b, c = MUON_ABC
     out_dtype = u.dtype
@@ -96,12 +97,21 @@ def newton_schulz5(u: Tensor, steps: int = MUON_NS_STEPS, dtype: torch.dtype | N
         x = x.mT
     x = x / (torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True) + NS_EPS)
     for _ in range(steps):
-        temp_a = x @ x.mT
-        temp_b = b * temp_a + (c * temp_a) @ temp_a   # Keras: b * A + c * A @ A, left to right
-        x = a * x + temp_b @ x
+        temp_a = torch.bmm(x, x.mT)
+        temp_b = torch.baddbmm(temp_a, temp_a, temp_a, beta=b, alpha=c)   # Keras: b * A + c * A @ A
+        x = torch.baddbmm(x, temp_b, x, beta=a)
     if tall:
         x = x.mT
     return x.to(out_dtype)
+
+
+class _Region:
+    """Where one parameter lives in the optimizer's flat buffers: elements [start, stop)."""
+    __slots__ = ("name", "kind", "shape", "start", "stop")
+
+    def __init__(self, name, kind, shape, start):
+        self.name, self.kind, self.shape, self.start = name, kind, tuple(shape), start
+        self.stop = start + math.prod(shape)
 
 
 class PackedOptimizer:
@@ -112,6 +122,16 @@ class PackedOptimizer:
     The iteration counter is shared by the pack (Keras ``iterations``; adam uses t = it + 1).
     A parameter whose ``.grad`` is None is skipped entirely (no decay), as Keras skips a
     variable without gradient.
+
+    Few launches per step: the parameters are re-pointed at views of ONE flat buffer (their
+    values and identity as tensors stay; ``p.data`` now lives in the buffer), every optimizer
+    slot is one flat buffer, and the gradients are gathered into one flat buffer by a single
+    ``torch._foreach_copy_``.  The update is then a handful of element-wise ops over the whole
+    pack, with the per-run lr / decay expanded to elements through one precomputed run index
+    (``index_select``), and the active mask applied once per buffer by ``torch.where`` (select,
+    never multiply: NaN * 0 is NaN).  Muon's kernels sit first in the buffer, grouped by shape,
+    so each group's Newton-Schulz is one batched chain over a precomputed (G*M, rows, cols) view.
+    Element-wise arithmetic is unchanged, so a run in a pack is bit-identical to the run alone.
     """
 
     def __init__(self, named_params: Iterable[tuple[str, Tensor]], param_kinds: dict[str, str],
@@ -121,14 +141,12 @@ class PackedOptimizer:
         self.optimizer = optimizer
         self.momentum = float(momentum)
         self.iterations = 0
-        self.names: list[str] = []
-        self.params: list[Tensor] = []
-        self.kinds: list[str] = []
-        self.state: dict[str, dict[str, Tensor]] = {}
-        m_runs = None
+        entries, m_runs = [], None
+        seen: set[str] = set()
         for name, p in named_params:
-            if name in self.state:
+            if name in seen:
                 raise ValueError(f"parameter {name!r} given twice")
+            seen.add(name)
             if name not in param_kinds:
                 raise ValueError(f"parameter {name!r} has no entry in param_kinds")
             kind = param_kinds[name]
@@ -142,14 +160,17 @@ class PackedOptimizer:
                 m_runs = p.shape[0]
             elif p.shape[0] != m_runs:
                 raise ValueError(f"parameter {name!r} has {p.shape[0]} runs, others {m_runs}")
-            self.names.append(name)
-            self.params.append(p)
-            self.kinds.append(kind)
-            self.state[name] = {slot: torch.zeros_like(p, memory_format=torch.preserve_format)
-                                for slot in self._slots(kind)}
-        if not self.params:
+            if entries and (p.dtype, p.device) != (entries[0][2].dtype, entries[0][2].device):
+                raise ValueError(f"parameter {name!r} is {p.dtype} on {p.device}, the others "
+                                 f"{entries[0][2].dtype} on {entries[0][2].device}: one dtype and device per pack")
+            entries.append((name, kind, p))
+        if not entries:
             raise ValueError("PackedOptimizer needs at least one parameter")
         self.num_runs = int(m_runs)
+        self.names = [n for n, _, _ in entries]
+        self.params = [p for _, _, p in entries]
+        self.kinds = [k for _, k, _ in entries]
+        self._build(entries)
 
     # --- routing ------------------------------------------------------------------------------
     def _uses_muon(self, kind: str) -> bool:
@@ -168,21 +189,74 @@ class PackedOptimizer:
             return ("m",)
         return ("m", "v")
 
-    # --- the update -----------------------------------------------------------------------------
-    def _per_run(self, x, what: str, p: Tensor, cache: dict) -> Tensor:
-        """x as a (M, 1, ..., 1) tensor in p's dtype/device (one conversion per step and dtype)."""
-        key = (what, p.device, p.dtype)
-        t = cache.get(key)
-        if t is None:
-            dtype = torch.bool if what == "active" else p.dtype
-            t = torch.as_tensor(x).to(device=p.device, dtype=dtype).reshape(-1)
-            if t.numel() == 1:
-                t = t.expand(self.num_runs)
-            if t.numel() != self.num_runs:
-                raise ValueError(f"{what} has {t.numel()} entries for a pack of {self.num_runs} runs")
-            cache[key] = t
-        return t.reshape((self.num_runs,) + (1,) * (p.ndim - 1))
+    # --- the flat layout ---------------------------------------------------------------------------
+    def _build(self, entries) -> None:
+        """Lay the parameters out in one buffer: Muon kernels first (grouped by per-run shape, so a
+        group is one contiguous (G*M, rows, cols) block), then every other variable in model order."""
+        p0 = entries[0][2]
+        dd = dict(dtype=p0.dtype, device=p0.device)
+        muon = [e for e in entries if self._uses_muon(e[1])]
+        rest = [e for e in entries if not self._uses_muon(e[1])]
+        shapes = list(dict.fromkeys(tuple(p.shape[1:]) for _, _, p in muon))
+        ordered = [e for s in shapes for e in muon if tuple(e[2].shape[1:]) == s] + rest
+        self.regions: dict[str, _Region] = {}
+        at = 0
+        for name, kind, p in ordered:
+            self.regions[name] = _Region(name, kind, p.shape, at)
+            at = self.regions[name].stop
+        n, M = at, self.num_runs
+        self.n_muon = sum(self.regions[name].stop - self.regions[name].start for name, _, _ in muon)
+        self.flat = torch.empty(n, **dd)
+        self.flat_grad = torch.zeros(n, **dd)
+        self.scratch = torch.empty(n, **dd)          # the new weights before the mask selects them
+        self.lr_full = torch.empty(n, **dd)          # per-run lr expanded to elements
+        # run index of every element (int32: index_select takes it; 4 bytes per element)
+        run = torch.empty(n, dtype=torch.int32, device=p0.device)
+        for r in self.regions.values():
+            per_run = (r.stop - r.start) // M
+            run[r.start:r.stop] = torch.arange(M, dtype=torch.int32, device=p0.device).repeat_interleave(per_run)
+        self.run_index = run
+        view = lambda buf, r, base=0: buf[r.start - base:r.stop - base].view(r.shape)  # noqa: E731
+        with torch.no_grad():
+            for name, kind, p in entries:
+                v = view(self.flat, self.regions[name])
+                v.copy_(p)
+                p.data = v                      # the parameter now lives in the flat buffer
+        self.grad_views = [view(self.flat_grad, self.regions[n]) for n in self.names]
+        # optimizer slots: one flat buffer each; "v" (adam) covers only the non-Muon variables
+        opt = self.optimizer
+        self.slot_bufs: dict[str, tuple[Tensor, int]] = {}
+        if opt == "sgd_momentum":
+            self.slot_bufs["velocity"] = (torch.zeros(n, **dd), 0)
+        elif opt != "sgd":
+            self.slot_bufs["m"] = (torch.zeros(n, **dd), 0)
+            if self.n_muon < n:
+                self.slot_bufs["v"] = (torch.zeros(n - self.n_muon, **dd), self.n_muon)
+        self.state: dict[str, dict[str, Tensor]] = {}
+        for name, kind, _ in entries:
+            self.state[name] = {s: view(self.slot_bufs[s][0], self.regions[name], self.slot_bufs[s][1])
+                                for s in self._slots(kind)}
+        # Muon groups: (views of u, w scratch and lr as (G*M, rows, cols), sqrt(max(rows, cols)) * 0.2)
+        self.muon_groups = []
+        if self.n_muon:
+            self.u = torch.empty(self.n_muon, **dd)
+            for s in shapes:
+                names = [nm for nm, _, p in muon if tuple(p.shape[1:]) == s]
+                lo, hi = self.regions[names[0]].start, self.regions[names[-1]].stop
+                rows, cols = s[0], math.prod(s[1:])
+                shape3 = (-1, rows, cols)
+                self.muon_groups.append((self.u[lo:hi].view(shape3), self.scratch[lo:hi].view(shape3),
+                                         self.lr_full[lo:hi].view(shape3), math.sqrt(max(rows, cols)) * MUON_RMS_RATE))
+        self.hparams = torch.zeros(3, M, **dd)        # rows: lr, weight decay, adam's alpha (this step)
+        self._hp_rows = self.hparams.unbind(0)
+        k = self.n_muon                                # views of the Muon part [0, k) and the rest [k, n)
+        self._g_mu, self._g_rest = self.flat_grad[:k], self.flat_grad[k:]
+        self._w_rest, self._new_w_rest = self.flat[k:], self.scratch[k:]
+        self._run_rest = self.run_index[k:]
+        if "m" in self.slot_bufs:
+            self._m_mu, self._m_rest = self.slot_bufs["m"][0][:k], self.slot_bufs["m"][0][k:]
 
+    # --- per-step hyperparameters -------------------------------------------------------------------
     @staticmethod
     def _bias_correction(t: int, dtype: torch.dtype) -> tuple[float, float]:
         """(sqrt(1 - b2^t), 1 - b1^t) as Keras computes them: power(cast(beta), cast(t)) in the
@@ -194,6 +268,32 @@ class PackedOptimizer:
         b2_power = f(ADAM_BETA_2) ** f(t)
         return float(np.sqrt(f(1) - b2_power)), float(f(1) - b1_power)
 
+    def _per_run(self, x, what: str) -> np.ndarray | Tensor:
+        if isinstance(x, Tensor) and x.device.type != "cpu":
+            t = x.reshape(-1).to(self.flat.dtype)            # stays on the device: no host sync
+        else:
+            t = np.asarray(x.detach().cpu().numpy() if isinstance(x, Tensor) else x, dtype=np.float64)
+            t = t.reshape(-1).astype(np.float64 if self.flat.dtype == torch.float64 else np.float32)
+        if t.shape[0] == 1:
+            t = t.expand(self.num_runs) if isinstance(t, Tensor) else np.repeat(t, self.num_runs)
+        if t.shape[0] != self.num_runs:
+            raise ValueError(f"{what} has {t.shape[0]} entries for a pack of {self.num_runs} runs")
+        return t
+
+    def hyper(self, lr, weight_decay) -> Tensor:
+        """The (3, M) per-run hyperparameters of the NEXT update, in the parameter dtype on the host
+        (or on lr's device if lr is a device tensor): lr, weight decay, and adam's
+        alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) rounded as Keras rounds it (lr, then * c2, then / c1)."""
+        lr_v, wd_v = self._per_run(lr, "lr"), self._per_run(weight_decay, "weight_decay")
+        c2, c1 = self._bias_correction(self.iterations + 1, self.flat.dtype)
+        if isinstance(lr_v, Tensor) or isinstance(wd_v, Tensor):
+            lr_t = torch.as_tensor(lr_v, dtype=self.flat.dtype, device=self.flat.device)
+            wd_t = torch.as_tensor(wd_v, dtype=self.flat.dtype, device=self.flat.device)
+            return torch.stack([lr_t, wd_t, lr_t * c2 / c1])
+        f = lr_v.dtype.type
+        return torch.from_numpy(np.stack([lr_v, wd_v, lr_v * f(c2) / f(c1)]))
+
+    # --- the update -----------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, lr: Tensor, weight_decay: Tensor, active: Tensor | None = None) -> None:
         """One update of every run: lr (M,) is lr0 * schedule_factor(k); weight_decay (M,).
@@ -201,61 +301,75 @@ class PackedOptimizer:
         ``active`` (M,) bool: runs marked False keep parameters and state bit-for-bit.
         ``weight_decay`` is read only by adamw/muon/muon_conv (config forces 0 elsewhere).
         """
+        grads = [p.grad for p in self.params]
+        if active is not None:
+            active = torch.as_tensor(active, dtype=torch.bool, device=self.flat.device).reshape(-1)
+            if active.shape[0] != self.num_runs:
+                raise ValueError(f"active has {active.shape[0]} entries for a pack of {self.num_runs} runs")
+        self.update(grads, self.hyper(lr, weight_decay), active)
+
+    @torch.no_grad()
+    def update(self, grads: Sequence[Tensor | None], hparams: Tensor, active: Tensor | None = None) -> None:
+        """The update from explicit gradients (model order; None = skip that variable) and the (3, M)
+        hyperparameters of ``hyper`` (any device).  No host sync: capturable in one graph."""
         opt = self.optimizer
-        t = self.iterations + 1
-        cache: dict = {}
-        for name, p, kind in zip(self.names, self.params, self.kinds):
-            g = p.grad
-            if g is None:
-                continue
-            g = g.to(p.dtype)
-            lr_b = self._per_run(lr, "lr", p, cache)
-            mask = None if active is None else self._per_run(active, "active", p, cache)
-            st = self.state[name]
-            new: dict[str, Tensor] = {}
-            w = p
-            if opt == "sgd":
-                w = w - g * lr_b
-            elif opt == "sgd_momentum":
-                vel = st["velocity"] * self.momentum - g * lr_b
-                new["velocity"] = vel
-                w = w + vel
-            else:
-                if opt != "adam":   # decoupled decay first, on every variable (Keras base optimizer)
-                    wd_b = self._per_run(weight_decay, "weight_decay", p, cache)
-                    w = w - w * wd_b * lr_b
-                if self._uses_muon(kind):
-                    w, new["m"] = self._muon(w, g, st["m"], lr_b)
+        present = [g is not None for g in grads]
+        if all(present):
+            torch._foreach_copy_(self.grad_views, list(grads))
+        else:
+            torch._foreach_copy_([v for v, ok in zip(self.grad_views, present) if ok],
+                                 [g for g in grads if g is not None])
+        self.hparams.copy_(hparams)
+        lr_row, wd_row, alpha_row = self._hp_rows
+        torch.index_select(lr_row, 0, self.run_index, out=self.lr_full)
+        lr, g, w, new_w = self.lr_full, self.flat_grad, self.flat, self.scratch
+        # (target, new value, first element): what the mask writes back at the end
+        out: list[tuple[Tensor, Tensor, int]] = [(w, new_w, 0)]
+        if opt == "sgd":
+            torch.sub(w, g * lr, out=new_w)
+        elif opt == "sgd_momentum":
+            vel_buf = self.slot_bufs["velocity"][0]
+            vel = vel_buf * self.momentum - g * lr
+            torch.add(w, vel, out=new_w)
+            out.append((vel_buf, vel, 0))
+        else:
+            if opt != "adam":   # decoupled decay first, on every variable (Keras base optimizer)
+                wd = torch.index_select(wd_row, 0, self.run_index)
+                torch.sub(w, w * wd * lr, out=new_w)
+            k = self.n_muon
+            if k:
+                mu = MUON_MOMENTUM
+                m_mu = self._m_mu + (self._g_mu + self._m_mu * (mu - 1))
+                torch.add(self._g_mu, mu * m_mu, out=self.u)
+                for u_g, w_g, lr_g, scale in self.muon_groups:
+                    w_g.sub_((lr_g * newton_schulz5(u_g)) * scale)
+                out.append((self._m_mu, m_mu, 0))
+            if k < w.shape[0]:
+                alpha = torch.index_select(alpha_row, 0, self._run_rest)
+                gr, mr, vr = self._g_rest, self._m_rest, self.slot_bufs["v"][0]
+                m_new = mr + (gr - mr) * (1 - ADAM_BETA_1)
+                v_new = vr + (gr.square() - vr) * (1 - ADAM_BETA_2)
+                step = (m_new * alpha) / (torch.sqrt(v_new) + EPSILON)
+                if opt == "adam":
+                    torch.sub(self._w_rest, step, out=self._new_w_rest)
                 else:
-                    w, new["m"], new["v"] = self._adam(w, g, st["m"], st["v"], lr_b,
-                                                       *self._bias_correction(t, p.dtype))
-            if mask is None:
-                p.copy_(w)
-                for slot, val in new.items():
-                    st[slot].copy_(val)
-            else:
-                p.copy_(torch.where(mask, w, p))
-                for slot, val in new.items():
-                    st[slot].copy_(torch.where(mask, val, st[slot]))
+                    self._new_w_rest.sub_(step)
+                out += [(mr, m_new, k), (vr, v_new, k)]
+        if not all(present):   # a variable without gradient keeps weights and state (not in the train loop)
+            for name, ok in zip(self.names, present):
+                r = self.regions[name]
+                for dst, val, lo in out:
+                    if not ok and lo <= r.start and r.stop <= lo + dst.shape[0]:
+                        val[r.start - lo:r.stop - lo].copy_(dst[r.start - lo:r.stop - lo])
+        if active is None:
+            for dst, val, _ in out:
+                dst.copy_(val)
+        else:
+            mask = torch.index_select(active, 0, self.run_index)
+            for dst, val, lo in out:
+                sel = mask if dst.shape[0] == mask.shape[0] else mask[lo:lo + dst.shape[0]]
+                torch.where(sel, val, dst, out=dst)   # select, never multiply: NaN-safe
         self.iterations += 1
-
-    @staticmethod
-    def _adam(w: Tensor, g: Tensor, m: Tensor, v: Tensor, lr_b: Tensor, sqrt_1m_b2t: float, one_m_b1t: float):
-        alpha = lr_b * sqrt_1m_b2t / one_m_b1t
-        m = m + (g - m) * (1 - ADAM_BETA_1)
-        v = v + (g.square() - v) * (1 - ADAM_BETA_2)
-        w = w - (m * alpha) / (torch.sqrt(v) + EPSILON)
-        return w, m, v
-
-    def _muon(self, w: Tensor, g: Tensor, m: Tensor, lr_b: Tensor):
-        mu = MUON_MOMENTUM
-        m = m + (g + m * (mu - 1))
-        u = g + mu * m
-        mat = u.reshape(u.shape[0], u.shape[1], -1)        # (M, rows, cols); conv: (M, c_out, c_in*kh*kw)
-        rows, cols = mat.shape[1], mat.shape[2]
-        o = newton_schulz5(mat).reshape(u.shape)
-        w = w - (lr_b * o) * math.sqrt(max(rows, cols)) * MUON_RMS_RATE
-        return w, m
 
     # --- checkpointing --------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -42,18 +42,20 @@ HISTORY_KEYS = tuple(n for n in EPOCHS_SCHEMA.names if n != "run_id")  # one lis
 
 
 def setup_precision(cfg: RunConfig) -> tuple[torch.dtype, Callable]:
-    """Parameter dtype and an autocast context factory for cfg.precision.
+    """Parameter dtype and an autocast context factory for cfg.effective_precision.
 
-    fp64: float64 everywhere (tests).  fp32: float32, TF32 off.  tf32: float32 storage, TF32
-    matmul/conv on CUDA.  bf16: fp32 master weights, forward under bfloat16 autocast.
+    fp64: float64 everywhere (tests).  fp32: float32, TF32 off (strict).  tf32: float32 storage,
+    TF32 matmul/conv on CUDA (the default there: precision=auto).  bf16: fp32 master weights,
+    forward under bfloat16 autocast.  The TF32 switches are process-wide (one pack per process).
     """
     dev = torch.device(cfg.device)
+    precision = cfg.effective_precision
     if dev.type == "cuda":
-        allow = cfg.precision == "tf32"
+        allow = precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = allow
         torch.backends.cudnn.allow_tf32 = allow
-    dtype = torch.float64 if cfg.precision == "fp64" else torch.float32
-    if cfg.precision == "bf16":
+    dtype = torch.float64 if precision == "fp64" else torch.float32
+    if precision == "bf16":
         return dtype, (lambda: torch.autocast(dev.type, dtype=torch.bfloat16))
     return dtype, nullcontext
 
@@ -79,7 +81,9 @@ class PackTrainer:
     """The state of one pack in training; train_pack() drives it. Kept as a class so that the
     checkpoint is simply its state_dict."""
 
-    def __init__(self, runs: Sequence[RunConfig], data: Splits):
+    def __init__(self, runs: Sequence[RunConfig], data: Splits, compile_backend: str | None = None):
+        """compile_backend: torch.compile backend of the step when cfg.compile (None: inductor, with
+        CUDA graphs on CUDA; tests pass "aot_eager", which needs no code generation)."""
         check_pack(runs)
         self.runs, self.cfg, self.m = list(runs), runs[0], len(runs)
         self.pack_id = pack_id(runs)
@@ -92,19 +96,28 @@ class PackTrainer:
                              f"(train_subset={self.cfg.train_subset}); load the data with the same subset")
         self.steps_per_epoch, self.total_steps = self.cfg.steps_per_epoch, self.cfg.total_steps
 
+        self.lr0 = np.array([r.lr0 for r in runs], dtype=np.float64)  # the schedule is computed in double, on the host
         vec = (lambda key: torch.tensor([getattr(r, key) for r in runs], dtype=torch.float64, device=self.device))
-        self.lr0 = vec("lr0")  # float64: the schedule is computed in double, then cast per step
-        self.l2, self.wd = vec("l2").to(self.dtype), vec("weight_decay").to(self.dtype)
+        self.l2, self.wd = vec("l2").to(self.dtype), np.array([r.weight_decay for r in runs])
         self.has_l2 = bool((self.l2 > 0).any())
         self.model = build_model(self.cfg, self.m, dtype=self.dtype, device=self.device)
         self.model.init_([r.sigma_w for r in runs], run_generators([r.seed for r in runs], stream=0))
-        params = dict(self.model.named_parameters())  # stable tensors: load_state_dict copies in place
-        self.kernels = [params[n] for n in self.model.kernel_names]
-        self.n_params = self.model.n_params_per_run()
-        self.forward = torch.compile(self.model, mode="reduce-overhead" if self.device.type == "cuda"
-                                     else "default") if self.cfg.compile else self.model
         self.opt = PackedOptimizer(list(self.model.named_parameters()), self.model.param_kinds,
                                    self.cfg.optimizer, self.cfg.momentum)
+        params = dict(self.model.named_parameters())  # stable tensors: load_state_dict copies in place
+        self.params = list(params.values())
+        self.kernels = [params[n] for n in self.model.kernel_names]
+        self.n_params = self.model.n_params_per_run()
+        # per-epoch device state the step updates in place (no host sync inside a step)
+        self.active_t = torch.ones(self.m, dtype=torch.bool, device=self.device)
+        self.loss_sum = torch.zeros(self.m, dtype=torch.float64, device=self.device)
+        self.correct = torch.zeros(self.m, dtype=torch.float64, device=self.device)
+        self.forward, self.step_fn = self.model, self.train_step
+        if self.cfg.compile:
+            cuda = self.device.type == "cuda"
+            kw = {"backend": compile_backend} if compile_backend else {"mode": "reduce-overhead" if cuda else "default"}
+            self.forward = torch.compile(self.model, **kw)   # evaluation
+            self.step_fn = torch.compile(self.train_step, fullgraph=True, **kw)  # the whole step, one graph
         self.data_gens = run_generators([r.seed for r in runs], stream=1)
 
         self.epoch, self.step, self.wall = 0, 0, 0.0
@@ -124,37 +137,55 @@ class PackTrainer:
             return torch.zeros(self.m, dtype=torch.float64, device=self.device)
         return l2_penalty(self.kernels, self.l2).double()
 
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, hparams: torch.Tensor) -> None:
+        """One update of every run: forward, Keras loss (+ L2), backward, update, BN statistics and the
+        active mask, all on the device with no host sync; with cfg.compile this is one graph.
+        x (M, B, 3, 32, 32), y (M, B); hparams (3, M) from PackedOptimizer.hyper. Runs whose loss is
+        non-finite are frozen (active_t) before the update; train loss and correct counts accumulate
+        into loss_sum / correct."""
+        with self.autocast():
+            logits = self.model(x)
+        logits = logits.to(self.dtype)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.m, -1).mean(1)
+        loss = ce + l2_penalty(self.kernels, self.l2) if self.has_l2 else ce   # (M,) Keras loss per run
+        grads = torch.autograd.grad(loss.sum(), self.params)                   # runs share no parameter
+        with torch.no_grad():
+            finite = torch.isfinite(loss)
+            self.active_t.logical_and_(finite)                                 # freeze at the last finite state
+            self.opt.update(grads, hparams, self.active_t)
+            self.loss_sum.add_(torch.where(finite, loss.double(), torch.nan) * y.shape[1])
+            self.correct.add_((logits.argmax(-1) == y).sum(1))
+
+    def _call_step(self, x, y, hparams) -> None:
+        if self.step_fn is self.train_step:
+            self.step_fn(x, y, hparams)
+        else:   # Dynamo traces torch.autograd.grad only with this switch on
+            with torch._dynamo.config.patch(trace_autograd_ops=True):
+                self.step_fn(x, y, hparams)
+        self.opt.iterations += 1   # on the host, outside the graph: the graph never sees the counter
+
     def train_epoch(self) -> tuple[np.ndarray, np.ndarray]:
         """One pass over each run's shuffled train split. Returns (train_loss, train_acc) per run."""
-        cfg, m, b = self.cfg, self.m, self.cfg.batch_size
+        cfg, b = self.cfg, self.cfg.batch_size
         order = epoch_order(self.n_train, self.data_gens).to(self.device)
-        active = torch.tensor(self.active, device=self.device)
-        self.model.active = active  # BN layers hold this tensor; it is narrowed in place below
-        loss_sum = torch.zeros(m, dtype=torch.float64, device=self.device)
-        correct = torch.zeros(m, dtype=torch.float64, device=self.device)
+        self.active_t.copy_(torch.from_numpy(self.active))
+        self.model.active = self.active_t  # BN layers hold this tensor; the step narrows it in place
+        self.loss_sum.zero_()
+        self.correct.zero_()
         self.model.train()
         for s in range(self.steps_per_epoch):
             idx = order[:, s * b:(s + 1) * b]
             x, y = self.data.x_train[idx], self.data.y_train[idx]        # (M, B, 3, 32, 32), (M, B)
             if cfg.augment:
                 x = augment(x, self.data_gens)
-            with self.autocast():
-                logits = self.forward(x)
-            logits = logits.to(self.dtype)
-            ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(m, -1).mean(1)
-            loss = ce + (l2_penalty(self.kernels, self.l2) if self.has_l2 else 0.0)  # (M,) Keras loss per run
-            self.model.zero_grad(set_to_none=True)
-            loss.sum().backward()                                          # runs share no parameter
-            finite = torch.isfinite(loss.detach())
-            active.logical_and_(finite)                                    # freeze at the last finite state
-            lr = self.lr0 * schedule_factor(self.step, self.total_steps, cfg.alpha, cfg.schedule)
-            self.opt.step(lr.to(self.dtype), self.wd, active)
-            n_b = y.shape[1]
-            loss_sum += torch.where(finite, loss.detach().double(), torch.nan) * n_b
-            correct += (logits.detach().argmax(-1) == y).sum(1).double()
+            lr = self.lr0 * schedule_factor(self.step, self.total_steps, cfg.alpha, cfg.schedule)  # host, float64
+            hp = self.opt.hyper(lr, self.wd)                              # (3, M) on the host
+            if self.device.type == "cuda":
+                hp = hp.pin_memory().to(self.device, non_blocking=True)   # pinned: no stream sync
+            self._call_step(x, y, hp)
             self.step += 1
         self.model.active = None
-        return (loss_sum / self.n_train).cpu().numpy(), (correct / self.n_train).cpu().numpy()
+        return (self.loss_sum / self.n_train).cpu().numpy(), (self.correct / self.n_train).cpu().numpy()
 
     def record(self, epoch: int, train_loss: np.ndarray, train_acc: np.ndarray, started: float) -> None:
         """Evaluate val/test, append one history row per run that was active this epoch.
@@ -225,7 +256,7 @@ class PackTrainer:
             usable = {k: v[: len(v) - (self.diverged_epoch[i] is not None)] for k, v in h.items()}
             summary = metrics.summarize(usable) if len(usable["epoch"]) > 1 else {}
             last = {k: (h[k][-1] if h[k] else None) for k in ("t_sgd", "t_l2", "t_adapt")}
-            rows.append({**r.to_dict(), "run_id": r.run_id, "pack_id": self.pack_id, "status": status,
+            rows.append({**r.to_dict(), "precision": r.effective_precision, "run_id": r.run_id, "pack_id": self.pack_id, "status": status,
                          "epochs_done": h["epoch"][-1] if h["epoch"] else None,
                          "diverged_epoch": self.diverged_epoch[i], "stopped_epoch": self.stopped_epoch[i],
                          **summary, **last, "n_params": self.n_params, "wall_time_s": self.wall,
@@ -317,7 +348,7 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
         loss0, acc0 = evaluate(t.forward, t.data.x_train, t.data.y_train, t.m, t.autocast)  # before any update
         t.record(0, loss0.cpu().numpy() + t._penalty().cpu().numpy(), acc0.cpu().numpy(), start)
         log(f"[{t.pack_id}] {t.m} run(s) {cfg.arch} x{cfg.width:g} {cfg.norm} {cfg.optimizer} b={cfg.batch_size} "
-            f"{cfg.epochs} ep, {t.n_params:,} params/run, {cfg.device} {cfg.precision}; "
+            f"{cfg.epochs} ep, {t.n_params:,} params/run, {cfg.device} {cfg.effective_precision}; "
             f"epoch 0 val_acc {_fmt(np.array([h['val_acc'][0] for h in t.history]))}")
 
     while t.epoch < cfg.epochs and t.active.any():

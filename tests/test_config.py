@@ -69,7 +69,17 @@ def test_run_id_is_stable_and_covers_science_fields_only():
         assert a.replace(**change).run_id != a.run_id, change
     # where and under which experiment name a run is computed does not change what it is
     for change in ({"device": "cuda"}, {"experiment": "other"}, {"compile": True}, {"channels_last": True}):
+        for p in ("fp32", "tf32", "bf16"):
+            assert a.replace(precision=p, **change).run_id == a.replace(precision=p).run_id, (p, change)
+    for change in ({"experiment": "other"}, {"compile": True}, {"channels_last": True}):
         assert a.replace(**change).run_id == a.run_id, change
+    # precision=auto (the default) is hashed as what it runs: fp32 on CPU, tf32 on CUDA (SPEC Section 3);
+    # a TF32 run is another computation than a strict fp32 one
+    assert a.precision == "auto" and a.effective_precision == "fp32"
+    assert a.run_id == a.replace(precision="fp32").run_id
+    on_gpu = a.replace(device="cuda:1")
+    assert on_gpu.effective_precision == "tf32" and on_gpu.run_id == a.replace(device="cuda", precision="tf32").run_id
+    assert on_gpu.run_id != a.run_id
     # the value pinned here guards against an accidental change of the hash recipe
     assert RunConfig().run_id == "58f67a01cda1cf66"
 
