@@ -213,18 +213,26 @@ def _weights(cell: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndar
     W = np.ones((1 + n_boot, R))
     if n_boot:
         draw = order[slot_start + (rng.random((n_boot, R)) * slot_size).astype(np.int64)]
-        W[1:] = 0.0
-        np.add.at(W[1:], (np.repeat(np.arange(n_boot), R), draw.ravel()), 1.0)
+        key = (np.arange(n_boot)[:, None] * R + draw).ravel()
+        W[1:] = np.bincount(key, minlength=n_boot * R).reshape(n_boot, R)
     return W
 
 
 def _weighted_beta(p: dict, W: np.ndarray) -> np.ndarray:
-    """OLS slope of val_acc on sigma per epoch for every weight row: (replicates, epochs)."""
-    Y, x = p["Y"], p["x"][:, None]
-    M = np.isfinite(Y).astype(np.float64)
-    Y0 = np.where(M > 0, Y, 0.0)
-    S0, S1, S2 = W @ M, W @ (M * x), W @ (M * x * x)
-    Sy, Sxy = W @ Y0, W @ (x * Y0)
+    """OLS slope of val_acc on sigma per epoch for every weight row: (replicates, epochs). x and y
+    are centred first (the slope does not change; the sums stay small). Complete runs (no missing
+    epoch) need two matrix products, ragged ones five."""
+    Y, x = p["Y"], p["x"] - p["x"].mean()
+    M = np.isfinite(Y)
+    with np.errstate(invalid="ignore"):
+        Y0 = np.where(M, Y - np.nanmean(np.where(M, Y, np.nan), axis=0), 0.0)
+    if M.all():
+        S0 = W.sum(axis=1)[:, None]
+        S1, S2 = (W @ x)[:, None], (W @ (x * x))[:, None]
+    else:
+        Mf = M.astype(np.float64)
+        S0, S1, S2 = W @ Mf, W @ (Mf * x[:, None]), W @ (Mf * (x * x)[:, None])
+    Sy, Sxy = W @ Y0, W @ (x[:, None] * Y0)
     with np.errstate(invalid="ignore", divide="ignore"):
         sxx = S2 - S1 * S1 / S0
         sxy = Sxy - S1 * Sy / S0

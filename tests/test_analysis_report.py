@@ -63,7 +63,7 @@ def test_reading_states_the_planted_spreads(tmp_path):
                     sigmas=[0.1, 1.3, 2.5], epochs=10)
     runs, epochs = load(root)
     html = build_report(runs, epochs, n_boot=50, linear_model=False)
-    text = re.search(r"<p class='reading'>(.*?)</p>", html).group(1)
+    text = re.search(r"<section id='main_grid'><h2>[^<]*</h2><p class='reading'>(.*?)</p>", html).group(1)
     assert "At b=128, SGD keeps 26.5 pp of memory" in text
     assert "Adam 4.3 pp" in text and "AdamW 4.7 pp" in text and "Muon 4.0 pp" in text
     assert "SGD&#x27;s spread runs from 22.8 pp (b=16) to 25.7 pp (b=256)" in text
