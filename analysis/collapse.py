@@ -226,13 +226,20 @@ def _weighted_beta(p: dict, W: np.ndarray) -> np.ndarray:
     M = np.isfinite(Y)
     with np.errstate(invalid="ignore"):
         Y0 = np.where(M, Y - np.nanmean(np.where(M, Y, np.nan), axis=0), 0.0)
+    # replicate 0 (the data) in float64; the bootstrap replicates in float32 (the products dominate
+    # the report's time; x and y are centred, so float32 keeps ~1e-6 of the slope's scale)
+    W32 = W[1:].astype(np.float32)
+
+    def prod(A: np.ndarray) -> np.ndarray:
+        return np.vstack([W[:1] @ A, (W32 @ A.astype(np.float32)).astype(np.float64)]) if len(W32) else W[:1] @ A
+
     if M.all():
         S0 = W.sum(axis=1)[:, None]
         S1, S2 = (W @ x)[:, None], (W @ (x * x))[:, None]
     else:
         Mf = M.astype(np.float64)
-        S0, S1, S2 = W @ Mf, W @ (Mf * x[:, None]), W @ (Mf * (x * x)[:, None])
-    Sy, Sxy = W @ Y0, W @ (x[:, None] * Y0)
+        S0, S1, S2 = prod(Mf), prod(Mf * x[:, None]), prod(Mf * (x * x)[:, None])
+    Sy, Sxy = prod(Y0), prod(x[:, None] * Y0)
     with np.errstate(invalid="ignore", divide="ignore"):
         sxx = S2 - S1 * S1 / S0
         sxy = Sxy - S1 * Sy / S0
