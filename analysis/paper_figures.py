@@ -23,7 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.figures import LAYOUT, OPT_NAME, PALETTE, empty_figure
+from analysis.figures import FAST, LAYOUT, OPT_NAME, PALETTE, _xy, empty_figure
 from analysis.memory import sigma_stats
 
 SGD_FAMILY = {"sgd": "#d62728", "sgd_momentum": "#ff7f0e"}          # red, orange (paper Figure 6)
@@ -176,7 +176,7 @@ def fig4(curves: pd.DataFrame, spreads: pd.DataFrame, batch_sizes=(16, 128), tit
             cur = curves[(curves["label"] == lab) & (curves["batch_size"] == b)].sort_values("sigma_w")
             if not len(cur):
                 continue
-            fig.add_trace(go.Scatter(x=cur["sigma_w"], y=cur["mean"], mode="lines+markers", name=lab, legendgroup=lab,
+            fig.add_trace(go.Scatter(**FAST, x=cur["sigma_w"], y=cur["mean"], mode="lines+markers", name=lab, legendgroup=lab,
                                      line=dict(color=cmap[lab]), marker=dict(size=5), showlegend=i == 0,
                                      error_y=dict(type="data", symmetric=False, array=cur["p90"] - cur["mean"],
                                                   arrayminus=cur["mean"] - cur["p10"], thickness=0.8, width=2)),
@@ -229,7 +229,7 @@ def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.F
     fig = make_subplots(rows=len(bs) + 1, cols=2, shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.11,
                         subplot_titles=[f"({letters[i]}) {n}" for i, n in enumerate(names)]
                         + ["(e) SGD on T_SGD; SGD + L2 on T_L2", "(f) Adam on T_adapt"])
-    shown = set()
+    shown, traces = set(), []
 
     def line(d, x, name, color, row, col, dash="solid"):
         d = d[np.isfinite(d["beta"])].sort_values(x)
@@ -237,10 +237,10 @@ def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.F
             d = d[d[x] > 0]
         if not len(d):
             return
-        fig.add_trace(go.Scatter(x=d[x], y=np.maximum(d["beta"].abs(), floor), mode="lines", name=name,
+        traces.append(go.Scatter(**FAST, **_xy(fig, row, col), x=d[x].to_numpy(),
+                                 y=np.maximum(d["beta"].abs().to_numpy(), floor), mode="lines", name=name,
                                  legendgroup=name, showlegend=name not in shown, line=dict(color=color, width=1.5, dash=dash),
-                                 hovertemplate=f"{name}<br>{x} %{{x:.3g}}<br>|beta| %{{y:.3g}}<extra></extra>"),
-                      row=row, col=col)
+                                 hovertemplate=f"{name}<br>{x} %{{x:.3g}}<br>|beta| %{{y:.3g}}<extra></extra>"))
         shown.add(name)
 
     for r, b in enumerate(bs, start=1):
@@ -257,6 +257,7 @@ def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.F
     for b in bs:
         line(l2[l2["batch_size"] == b], "t_l2", f"SGD + L2 b={b} (T_L2)", L2_GREEN, last, 1,
              dash="solid" if b == bs[0] else "dash")
+    fig.add_traces(traces)
     fig.update_yaxes(type="log", title_text="|beta| (acc / sigma_w)", col=1)
     fig.update_yaxes(type="log", col=2)
     for r in range(1, last):
