@@ -31,7 +31,7 @@ from analysis.figures import (OPT_NAME, fig_beta, fig_heatmaps, fig_linear_model
 from analysis.load import attach, procedure_columns, procedures
 from analysis.memory import (INTERP_PP, PP, checkpoint_table, clock_table, delta_table, sigma_stats, sigma_table,
                              spread, tau_table, varying)
-from analysis.sensitivity import CLOCK_LABEL, CLOCK_SHORT, CLOCKS, beta_t, collapse_score, family_columns, with_clock
+from analysis.sensitivity import CLOCK_LABEL, CLOCK_SHORT, CLOCKS, beta_t, family_columns, with_clock
 
 COLLAPSE_BOOT = 200  # seed-bootstrap replicates of the collapse score (each refits beta(t) of a family)
 KNOWN = ("main_grid", "long_sgd", "lr_l2", "norm_aug", "best_recipe", "depth")
@@ -56,6 +56,7 @@ class Analysis:
     pcols: list[str]               # procedure columns present
     n_boot: int
     seed: int = 0
+    collapse: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # collapse_table of every family
 
 
 def analyse(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Analysis:
@@ -67,19 +68,21 @@ def analyse(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, seed: 
                    ["procedure", "sigma_w"])
     beta = beta_t(frame, by=["procedure"])
     beta = with_clock(beta.merge(procs[["procedure", *pcols]], on="procedure"))
-    return Analysis(runs, epochs, procs, sp.merge(procs, on="procedure"), clocks, beta, pcols, n_boot, seed)
+    # collapse scores of every family with >= 2 batch sizes, all experiments at once (one pass over epochs)
+    from analysis.collapse import collapse_table
+    collapse = collapse_table(runs, epochs, family_columns(beta, pcols), n_boot=min(n_boot, COLLAPSE_BOOT),
+                              seed=seed) if len(runs) and "batch_size" in runs else pd.DataFrame()
+    return Analysis(runs, epochs, procs, sp.merge(procs, on="procedure"), clocks, beta, pcols, n_boot, seed, collapse)
 
 
 # ----------------------------------------------------------------------------- formatting
 # ----------------------------------------------------------------------------- shared pieces
-def _collapse_scores(A: "Analysis", runs: pd.DataFrame, beta: pd.DataFrame) -> pd.DataFrame:
-    """Collapse score with its seed-bootstrap interval and verdict per family of the procedures in
-    `runs` with two or more batch sizes (may be empty)."""
-    if "batch_size" not in varying(beta, A.pcols):
+def _collapse_scores(A: "Analysis", exp: str) -> pd.DataFrame:
+    """The collapse scores (with interval and verdict) of one experiment's families (may be empty)."""
+    sc = A.collapse
+    if not len(sc) or "experiment" not in sc:
         return pd.DataFrame()
-    from analysis.collapse import collapse_table
-    sc = collapse_table(runs, A.epochs, family_columns(beta, A.pcols), n_boot=min(A.n_boot, COLLAPSE_BOOT),
-                        seed=A.seed)
+    sc = sc[sc["experiment"] == exp]
     return sc[sc["n_curves"] >= 2] if len(sc) else sc
 
 
@@ -152,11 +155,49 @@ def _generic(A: Analysis, runs: pd.DataFrame, sp: pd.DataFrame, figs: Figures) -
 
 
 # ----------------------------------------------------------------------------- sections
+def _missing_note(missing: Sequence[str]) -> str:
+    return (f" Missing from these results: {', '.join(missing)} (the parts that need "
+            f"{'it' if len(missing) == 1 else 'them'} are left out).") if missing else ""
+
+
+def _table1_block(A: Analysis) -> list[str]:
+    from analysis.paper_figures import table1
+    try:
+        t1, _ = table1(A.runs)
+    except ImportError as e:  # tune_jobs is not importable where the report is built
+        return [_p(f"Table 1 needs tune_jobs.catalogue ({e}).")]
+    return [table_html(t1, "Table 1: main-grid optimizer settings, from tune_jobs.catalogue's main grid (RunConfig "
+                           "defaults resolved; beta1 / beta2, epsilon and the Muon step are the constants of "
+                           "initmem/optim.py). 'in these results': where the main-grid runs here differ from it.")]
+
+
+def _main_grid_paper_blocks(A: Analysis, runs: pd.DataFrame, figs: Figures) -> list[str]:
+    """The 5- vs 25-point spread table and Figure 6 as the paper draws it."""
+    from analysis.paper_figures import fig6, sigma_subset_table
+    out = []
+    by = [c for c in ("optimizer", "batch_size") if c in varying(runs, A.pcols)] or ["optimizer"]
+    sub = sigma_subset_table(runs, by, n_boot=A.n_boot, seed=A.seed)
+    if len(sub):
+        worst = float(sub["difference"].abs().max())
+        out.append(table_html(sub.rename(columns=lambda c: c.replace("lo ", "lo").replace("hi ", "hi")),
+                              f"Main-grid spread (pp) over all sigma_w beside the 5-point subset {{0.1, 0.5, 1.0, 1.8, "
+                              f"2.5}} that Figure 4 and Table 4 use, each with its 95% seed-bootstrap interval; "
+                              f"largest |difference| {worst:.1f} pp (the paper: they agree to within ~1 pp)."))
+    f6, missing = fig6(A.beta[A.beta["experiment"].isin(["main_grid", "lr_l2"])],
+                       "Figure 6: initialization sensitivity decays on regularization timescales, not epoch count")
+    out.append(figs.html(f6, "(a-d) |beta(t)| vs epoch: SGD family left (SGD red, SGD + momentum orange, SGD with "
+                             "lr0 1e-2 and L2 1e-2 from lr_l2 green), adaptive methods right; b=16 top, b=128 bottom. "
+                             "(e) vanilla SGD on T_SGD for every batch size, SGD + L2 on T_L2 at b=16 (solid) and "
+                             "b=128 (dashed, green). (f) Adam on T_adapt for every batch size. The paper's clocks, "
+                             "recorded per epoch (cosine decay included)." + _missing_note(missing)))
+    return out
+
+
 def section_main_grid(A, runs, sp, sc, figs):
     by = _order(varying(runs, A.pcols)) or ["optimizer"]
     fac = "batch_size" if "batch_size" in by else None
     col = [c for c in by if c != fac] or None
-    blocks = []
+    blocks = _table1_block(A)
     # reading
     bs = sorted(sp["batch_size"].unique()) if "batch_size" in sp else []
     bref = 128 if 128 in bs else (bs[-1] if bs else None)
@@ -215,11 +256,26 @@ def section_main_grid(A, runs, sp, sc, figs):
     blocks.append(table_html(ck, "Tables 2-3: validation accuracy (pp) at tau_interp, tau_best and the last epoch, "
                                  "and the repair gap, mean \u00b1 sd over seeds, at the extreme sigmas; "
                                  "'interpolated' = fraction of runs with a tau_interp."))
+    blocks += _main_grid_paper_blocks(A, runs, figs)
     return text + _collapse_sentence(sc), blocks
+
+
+def _fig4_block(A: Analysis, figs: Figures) -> list[str]:
+    from analysis.paper_figures import fig4, fig4_data
+    curves, spreads, missing = fig4_data(A.runs, A.spreads)
+    bs = [b for b in (16, 128) if len(curves) and b in set(curves["batch_size"])] or [16, 128]
+    return [figs.html(fig4(curves, spreads, bs, "Figure 4: What helps SGD forget initialization?"),
+                      "Test accuracy at tau_best vs sigma_w, mean over seeds, bars 10th-90th percentile: the main-grid "
+                      "SGD baseline, long training (long_sgd, constant lr), larger learning rates and lr0 1e-2 with "
+                      "L2 (lr_l2); inset: spread (pp) per configuration, sorted ascending, with its 95% seed-bootstrap "
+                      "interval. All on lr_l2's sigma_w grid (the 5-point subset) where lr_l2 is present."
+                      + _missing_note(missing))]
 
 
 def section_long_sgd(A, runs, sp, sc, figs):
     blocks = _generic(A, runs, sp, figs)
+    if not (A.runs["experiment"] == "lr_l2").any():  # Figure 4 lives in the lr_l2 section when it is there
+        blocks += _fig4_block(A, figs)
     t_sgd = A.clocks.set_index("procedure")["t_sgd"]
     text = []
     for _, r in sp.sort_values("batch_size").iterrows():
@@ -245,7 +301,21 @@ def section_lr_l2(A, runs, sp, sc, figs):
                               "all sigma_w (pp); clocks at the last epoch.")]
     st = sigma_stats(runs, by, "test_acc")
     col = [c for c in by if c != "batch_size"]
-    blocks.append(figs.html(fig_vs_sigma(st, col, "batch_size", "Figure 4: test accuracy vs sigma_w, lr0 x L2",
+    from analysis.paper_figures import table4_bottom
+    bottom, missing = table4_bottom(A.runs, sorted(runs["sigma_w"].unique()), sorted(runs["batch_size"].unique()),
+                                    n_boot=A.n_boot, seed=A.seed)
+    if len(bottom):
+        bottom = bottom.merge(A.runs.groupby(["experiment", "batch_size", "lr0", "l2", "epochs"])[["t_sgd", "t_l2"]]
+                              .median().reset_index().drop(columns="experiment")
+                              .drop_duplicates(["batch_size", "lr0", "l2", "epochs"]),
+                              on=["batch_size", "lr0", "l2", "epochs"], how="left")
+        blocks.append(table_html(bottom, "Table 4 (bottom rows): the Adam baseline (main grid) and SGD long training "
+                                         "(long_sgd) on the same sigma_w and batch sizes, for comparison; †: a "
+                                         "single seed (no sd)." + _missing_note(missing)))
+    elif missing:
+        blocks.append(_p("Table 4's bottom rows (Adam baseline, SGD long training) need" + _missing_note(missing)))
+    blocks += _fig4_block(A, figs)
+    blocks.append(figs.html(fig_vs_sigma(st, col, "batch_size", "The full LR x L2 sweep: test accuracy vs sigma_w",
                                          "test acc (pp)")))
     blocks.append(figs.html(fig_repair_map(sp, col, facet="batch_size", title="Repair map: spread per configuration"),
                             "Sorted ascending; error bars: 95% seed-bootstrap interval."))
@@ -355,7 +425,7 @@ SECTIONS: dict[str, Callable] = {"main_grid": section_main_grid, "long_sgd": sec
 def paper_section(A: Analysis) -> list[str]:
     """The paper check (analysis.paper_check): SPEC Section 5's headline numbers beside the measured ones."""
     from analysis.paper_check import paper_check, summary
-    t = paper_check(A.runs, n_boot=A.n_boot, seed=A.seed)
+    t = paper_check(A.runs, n_boot=A.n_boot, seed=A.seed, spreads=A.spreads)
     judged = t[t["verdict"] != "not run"]
     text = (f"Each headline number of the paper (SPEC Section 5) beside the value measured here, its "
             f"{A.n_boot}-replicate seed-bootstrap 95% interval and the difference (pp). 'agrees': the paper's "
@@ -461,7 +531,7 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
                  paper_section(A))] if len(runs) else []
     for exp in order:
         b = A.beta[A.beta["experiment"] == exp]
-        sc = _collapse_scores(A, runs[runs["experiment"] == exp], b)
+        sc = _collapse_scores(A, exp)
         text, blocks = SECTIONS.get(exp, section_generic)(A, runs[runs["experiment"] == exp],
                                                           A.spreads[A.spreads["experiment"] == exp], sc, figs)
         body = [_p(" ".join(text))] + blocks + _collapse_block(b, sc, figs, A.pcols)

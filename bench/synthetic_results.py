@@ -33,10 +33,12 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, help="override the epochs of every run")
     ap.add_argument("--noise", type=float, default=0.004, help="per (run, epoch) accuracy noise, fraction")
     ap.add_argument("--diverged", type=int, default=0, help="runs per experiment made to diverge")
+    ap.add_argument("--paper-shift", type=float, default=0.0,
+                    help="pp: with --mem paper, move every planted paper number away (spreads up, accuracies down)")
     args = ap.parse_args(argv)
     exps = list(EXPERIMENTS) if args.experiment == ["all"] else args.experiment
     plant = Plant(beta_mode=args.beta_mode, mem=None if args.mem == "none" else "paper",
-                  noise=args.noise, n_diverged=args.diverged)
+                  noise=args.noise, n_diverged=args.diverged, paper_shift=args.paper_shift)
     kw = {k: v for k, v in dict(seeds=args.seeds, sigmas=args.sigmas, epochs=args.epochs).items() if v}
     t0 = time.perf_counter()
     truth = write_synthetic(args.root, exps, plant, **kw)

@@ -63,7 +63,7 @@ def test_reading_states_the_planted_spreads(tmp_path):
                     sigmas=[0.1, 1.3, 2.5], epochs=10)
     runs, epochs = load(root)
     html = build_report(runs, epochs, n_boot=50, linear_model=False)
-    text = re.search(r"<p class='reading'>(.*?)</p>", html).group(1)
+    text = re.search(r"<section id='main_grid'><h2>[^<]*</h2><p class='reading'>(.*?)</p>", html).group(1)
     assert "At b=128, SGD keeps 26.5 pp of memory" in text
     assert "Adam 4.3 pp" in text and "AdamW 4.7 pp" in text and "Muon 4.0 pp" in text
     assert "SGD&#x27;s spread runs from 22.8 pp (b=16) to 25.7 pp (b=256)" in text
@@ -118,7 +118,9 @@ def _chromium():
     return d
 
 
-def _open(path, png):
+def _open(path, png, shots=None):
+    """Open the page, wait for every figure; screenshot the first figure to `png` and each figure
+    whose text contains a key of `shots` to its path."""
     d = _chromium()
     try:
         d.get("file://" + os.path.abspath(path))
@@ -132,12 +134,21 @@ def _open(path, png):
             const plots = [...document.querySelectorAll('div.fig .js-plotly-plot')];
             return {figs: document.querySelectorAll('div.fig').length, plots: plots.length,
                     drawn: plots.filter(p => p.querySelector('.main-svg') && p.querySelectorAll('.trace, .hm').length > 0).length,
-                    errors: window.__errors};""")
+                    errors: window.__errors, text: document.body.innerText};""")
         logs = [e for e in d.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         first = d.find_elements("css selector", "div.fig")[0]
         d.execute_script("arguments[0].scrollIntoView()", first)
         time.sleep(0.3)
         d.save_screenshot(png)
+        if shots:
+            d.set_window_size(1400, 1700)  # the tallest figure (Figure 6, three rows) fits whole
+        for key, out in (shots or {}).items():
+            el = d.execute_script("return [...document.querySelectorAll('div.fig')]"
+                                  ".find(e => e.textContent.includes(arguments[0]))", key)
+            assert el is not None, key
+            d.execute_script("arguments[0].scrollIntoView()", el)
+            time.sleep(0.3)
+            el.screenshot(out)
         return info, logs
     finally:
         d.quit()
@@ -156,13 +167,26 @@ def _check_png(png):
 
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(page, tmp_path):
+    # every table and figure of the report built from all six experiments (paper check, Table 1,
+    # Table 4 with its bottom rows, Figures 4 and 6 included): no console error, every figure drawn;
+    # screenshots of Figures 4 and 6 (copied to $INITMEM_SCREENSHOTS if set)
     path = tmp_path / "report.html"
     path.write_text(page, encoding="utf-8")
     png = str(tmp_path / "report.png")
-    info, logs = _open(str(path), png)
+    shots = {"Figure 4: What helps": str(tmp_path / "fig4.png"), "Figure 6: initialization": str(tmp_path / "fig6.png")}
+    info, logs = _open(str(path), png, shots)
     assert info["errors"] == [] and logs == [], (info["errors"], logs)
-    assert info["plots"] == info["figs"] == info["drawn"] and info["figs"] >= 20
+    assert info["plots"] == info["figs"] == info["drawn"] and info["figs"] >= 24
+    for title in ("Table 1: main-grid", "Table 4 (bottom rows)", "Paper check:"):
+        assert title in info["text"], title
     _check_png(png)
+    for key, shot in shots.items():
+        _check_png(shot)
+        if os.environ.get("INITMEM_SCREENSHOTS"):
+            dest = os.path.join(os.environ["INITMEM_SCREENSHOTS"], "issue8-" + os.path.basename(shot))
+            shutil.copy(shot, dest)
+            print(f"screenshot copy: {dest}")
+        print(f"screenshot: {shot}")
     print(f"screenshot: {png}")
 
 
@@ -220,3 +244,61 @@ def test_degenerate_data_still_builds(name, diverged):
     html = build_report(runs, epochs, n_boot=20, linear_model=False)
     assert re.findall(r"<section id='([^']+)'>", html) == ["paper_check", exp, "clocks"]
     assert html.count("Plotly.newPlot(") == html.count("<div class='fig'>")
+
+
+# ------------------------------------------------------------------ the paper's tables and figures
+def _section(page, sid):
+    m = re.search(rf"<section id='{sid}'>(.*?)</section>", page, re.S)
+    return m.group(1) if m else ""
+
+
+def test_paper_tables_and_figures_sit_in_their_sections(page):
+    mg, lr = _section(page, "main_grid"), _section(page, "lr_l2")
+    for text in ("Table 1: main-grid optimizer settings", "Figure 6: initialization sensitivity",
+                 "(e) SGD on T_SGD; SGD + L2 on T_L2", "(f) Adam on T_adapt", "the 5-point subset",
+                 "Tables 2-3", "Figure 1a", "Figure 2"):
+        assert text in mg, text
+    for text in ("Table 4:", "Table 4 (bottom rows)", "Adam baseline (main grid)", "SGD long training",
+                 "Figure 4: What helps SGD forget initialization?", "(a) b=16", "(b) b=128"):
+        assert text in lr, text
+    assert "Missing from these results" not in mg + lr  # every experiment is there
+    assert "paper_check" in re.findall(r"<section id='([^']+)'>", page)[0]
+
+
+def test_table1_comes_from_the_catalogue_and_says_where_results_differ(all_roots):
+    from analysis.paper_figures import table1
+    from tune_jobs.catalogue import MAIN_GRID
+    runs, _ = load(all_roots[0])
+    t, _ = table1(runs)
+    cat = {r.optimizer: r for r in MAIN_GRID.runs("full")}
+    assert t["optimizer"].tolist() == ["SGD", "SGD+momentum", "Adam", "AdamW", "Muon"]
+    t = t.set_index("optimizer")
+    assert (t["lr0"] == 1e-3).all() and (t["epochs"] == 300).all() and (t["seeds"] == 10).all()
+    assert t.loc["AdamW", "weight decay"] == cat["adamw"].weight_decay == 1e-4
+    assert t.loc["Adam", "weight decay"] == 0.0 and t.loc["SGD+momentum", "momentum"] == "0.9"
+    assert t.loc["Adam", "beta1 / beta2"] == "0.9 / 0.999" and t.loc["SGD", "beta1 / beta2"] == "\u2014"
+    assert t.loc["SGD", "batch sizes"] == "16, 32, 64, 128, 256"
+    # the synthetic results ran 12 epochs, not the catalogue's 300: said so, per optimizer
+    assert t["in these results"].str.contains("differs: epochs=12").all()
+
+
+def test_table4_bottom_rows_mark_the_single_seed_long_run(tmp_path):
+    base = str(tmp_path / "s")
+    write_synthetic(base, ["lr_l2", "long_sgd"], Plant(), sigmas=[0.1, 2.5], epochs=3)  # long_sgd: seed 42 only
+    runs, epochs = load([f"{base}/lr_l2", f"{base}/long_sgd"])
+    lr = build_report(runs, epochs, n_boot=20, linear_model=False)
+    sec = lr[lr.index("<section id='lr_l2'>"):]
+    assert "SGD long training (constant lr) \u2020 (single seed)" in sec
+    assert "Missing from these results: main_grid" in sec  # no Adam baseline row without the main grid
+
+
+def test_combined_figures_name_the_missing_experiment(all_roots):
+    only_lr = build_report(*load(all_roots[2]), n_boot=20, linear_model=False)
+    cap = _section(only_lr, "lr_l2")
+    assert "Figure 4: What helps" in cap and "Missing from these results: long_sgd, main_grid" in cap
+    only_mg = build_report(*load(all_roots[0]), n_boot=20, linear_model=False)
+    assert "Figure 6: initialization" in only_mg and "Missing from these results: lr_l2" in _section(only_mg, "main_grid")
+    # long_sgd alone carries Figure 4 (its curve), saying lr_l2 and main_grid are missing
+    only_long = build_report(*load(all_roots[1]), n_boot=20, linear_model=False)
+    assert "Figure 4: What helps" in _section(only_long, "long_sgd")
+    assert "Missing from these results: lr_l2, main_grid" in _section(only_long, "long_sgd")

@@ -1,0 +1,290 @@
+"""The paper's combined outputs, laid out as the paper draws them: Table 1 (from the catalogue),
+Table 4's bottom rows, Figure 4 (what helps SGD forget, with its inset) and Figure 6 (panels a-f).
+
+    python -m analysis.report RESULTS... -o report.html      # they appear in the experiments' sections
+
+    from analysis.paper_figures import table1, fig4, fig6
+    table1(runs)                              # the main grid's optimizer settings (+ what the results differ in)
+    fig4(runs, spreads)                       # needs lr_l2; main_grid and long_sgd add their curves
+    fig6(beta)                                # needs main_grid; lr_l2 adds the green L2 curve
+
+Each builder returns (figure or frame, the names of the experiments it needed but did not find),
+so the report can say which one is missing. Nothing here reads result files.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.figures import FAST, LAYOUT, OPT_NAME, PALETTE, _xy, empty_figure
+from analysis.memory import sigma_stats
+
+SGD_FAMILY = {"sgd": "#d62728", "sgd_momentum": "#ff7f0e"}          # red, orange (paper Figure 6)
+ADAPTIVE = {"adam": "#1f77b4", "adamw": "#9467bd", "muon": "#17becf"}
+L2_GREEN = "#2ca02c"
+BATCH_COLORS = {16: "#440154", 32: "#3b528b", 64: "#21918c", 128: "#5ec962", 256: "#c8b000"}
+
+
+def _sel(df: pd.DataFrame, **kv) -> pd.DataFrame:
+    m = pd.Series(True, index=df.index)
+    for k, v in kv.items():
+        m &= np.isclose(df[k].astype(float), v) if isinstance(v, float) else (df[k] == v)
+    return df[m]
+
+
+# ----------------------------------------------------------------------------- Table 1
+def _optim_constants() -> dict:
+    """Module-level numbers of initmem/optim.py read from its source (importing it imports torch)."""
+    spec = importlib.util.find_spec("initmem.optim")
+    out = {}
+    if spec is None or not spec.origin:
+        return out
+    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return out
+
+
+def table1(runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Table 1 (main-grid optimizer settings) from tune_jobs.catalogue's main grid: one row per
+    optimizer, with the resolved RunConfig defaults and the optimizer constants of initmem/optim.py.
+    With `runs`, a last column says where the main-grid runs in the results differ from it."""
+    from initmem.config import RunConfig
+    from tune_jobs.catalogue import MAIN_GRID
+    c = _optim_constants()
+    rows = []
+    for grid in MAIN_GRID.full:
+        axes = dict(grid.axes)
+        for opt in axes.get("optimizer", (grid.fixed.get("optimizer", "sgd"),)):
+            cfg = RunConfig(**{**grid.fixed, "optimizer": opt, "experiment": MAIN_GRID.name})
+            adam_like = opt in ("adam", "adamw", "muon", "muon_conv")
+            row = {"optimizer": OPT_NAME.get(opt, opt), "lr0": cfg.lr0,
+                   "schedule": f"{cfg.schedule} (alpha {cfg.alpha:g})" if cfg.schedule == "cosine" else cfg.schedule,
+                   "epochs": cfg.epochs,
+                   "momentum": f"{cfg.momentum:g}" if opt == "sgd_momentum" else "\u2014",
+                   "beta1 / beta2": f"{c.get('ADAM_BETA_1', '?')} / {c.get('ADAM_BETA_2', '?')}" if adam_like else "\u2014",
+                   "epsilon": f"{c.get('EPSILON', '?')}" if adam_like else "\u2014",
+                   "Muon step": (f"momentum {c.get('MUON_MOMENTUM')}, {c.get('MUON_NS_STEPS')} Newton-Schulz steps, "
+                                 f"rate {c.get('MUON_RMS_RATE')}") if opt.startswith("muon") else "\u2014",
+                   "weight decay": cfg.weight_decay, "L2": cfg.l2,
+                   "batch sizes": ", ".join(str(b) for b in axes.get("batch_size", (cfg.batch_size,))),
+                   "sigma_w": _range(axes.get("sigma_w", (cfg.sigma_w,))), "seeds": len(axes.get("seed", (cfg.seed,)))}
+            if runs is not None:
+                row["in these results"] = _differences(runs, cfg)
+            rows.append(row)
+    return pd.DataFrame(rows), []
+
+
+def _range(values: Sequence[float]) -> str:
+    v = sorted(values)
+    return f"{v[0]:g}, {v[1]:g}, ..., {v[-1]:g} ({len(v)})" if len(v) > 3 else ", ".join(f"{x:g}" for x in v)
+
+
+def _differences(runs: pd.DataFrame, cfg) -> str:
+    r = runs[(runs["experiment"] == "main_grid") & (runs["optimizer"] == cfg.optimizer)]
+    if not len(r):
+        return "not run"
+    diffs = []
+    for k in ("lr0", "schedule", "alpha", "epochs", "momentum", "weight_decay", "l2", "arch", "norm", "augment",
+              "width", "train_subset", "eval_subset", "dataset"):
+        if k in r and k in cfg.__dataclass_fields__:
+            vals = sorted(set(r[k].tolist()), key=str)
+            if vals != [getattr(cfg, k)]:
+                diffs.append(f"{k}={'/'.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}")
+    return "as listed" if not diffs else "differs: " + ", ".join(diffs)
+
+
+# ----------------------------------------------------------------------------- Table 4, bottom rows
+def table4_bottom(runs: pd.DataFrame, sigmas: Sequence[float], batch_sizes: Sequence[int],
+                  n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """Table 4's bottom rows on the lr_l2 sweep's sigma_w and batch sizes: the Adam baseline (main
+    grid) and SGD long training (long_sgd, single seed: marked with a dagger)."""
+    from analysis.memory import sigma_table
+    sig = np.round(np.asarray(sigmas, dtype=float), 6)
+    parts, missing = [], []
+    for exp, label, pick in (("main_grid", "Adam baseline (main grid)", dict(optimizer="adam", lr0=1e-3, l2=0.0)),
+                             ("long_sgd", "SGD long training (constant lr)", dict(optimizer="sgd"))):
+        r = runs[(runs["experiment"] == exp)]
+        if not len(r):
+            missing.append(exp)
+            continue
+        r = _sel(r, **pick)
+        r = r[r["sigma_w"].round(6).isin(sig) & r["batch_size"].isin(list(batch_sizes))]
+        if not len(r):
+            continue
+        t = sigma_table(r, ["batch_size", "lr0", "l2", "epochs"], n_boot=n_boot, seed=seed)
+        one_seed = r.groupby(["batch_size", "sigma_w"]).size().max() == 1
+        t.insert(0, "rows", label + (" \u2020 (single seed)" if one_seed else ""))
+        parts.append(t)
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), missing
+
+
+# ----------------------------------------------------------------------------- Figure 4
+def fig4_data(runs: pd.DataFrame, spreads: pd.DataFrame, batch_sizes=(16, 128)):
+    """Curves (label, batch_size, sigma_w, mean, p10, p90 in pp) and spreads (label, batch_size, mem,
+    lo, hi) of Figure 4's configurations, on lr_l2's sigma_w grid; and the missing experiments."""
+    lr = runs[runs["experiment"] == "lr_l2"]
+    sig = np.round(sorted(lr["sigma_w"].unique()), 6) if len(lr) else None
+    picks = [("main_grid", "SGD baseline (main grid, lr0 1e-3)", dict(optimizer="sgd", lr0=1e-3, l2=0.0)),
+             ("long_sgd", "long training (constant lr 1e-3)", dict(optimizer="sgd")),
+             ("lr_l2", "lr0 1e-2", dict(lr0=1e-2, l2=0.0)), ("lr_l2", "lr0 1e-1", dict(lr0=1e-1, l2=0.0)),
+             ("lr_l2", "lr0 1e-2 + L2 1e-3", dict(lr0=1e-2, l2=1e-3)),
+             ("lr_l2", "lr0 1e-2 + L2 5e-3", dict(lr0=1e-2, l2=5e-3)),
+             ("lr_l2", "lr0 1e-2 + L2 1e-2", dict(lr0=1e-2, l2=1e-2))]
+    curves, spr, missing = [], [], []
+    for exp, label, pick in picks:
+        r = runs[runs["experiment"] == exp]
+        if not len(r):
+            missing.append(exp)
+            continue
+        r = _sel(r, **pick)
+        if sig is not None:
+            r = r[r["sigma_w"].round(6).isin(sig)]
+        r = r[r["batch_size"].isin(list(batch_sizes))]
+        if not len(r):
+            continue
+        st = sigma_stats(r, ["batch_size"], "test_acc")
+        curves.append(st.assign(label=label))
+        from analysis.memory import spread
+        spr.append(spread(r, ["batch_size"], n_boot=200).assign(label=label))
+    cat = (lambda x: pd.concat(x, ignore_index=True) if x else pd.DataFrame())  # noqa: E731
+    return cat(curves), cat(spr), sorted(set(missing))
+
+
+def fig4(curves: pd.DataFrame, spreads: pd.DataFrame, batch_sizes=(16, 128), title: str = "") -> go.Figure:
+    """Figure 4: test accuracy vs sigma_w at b=16 (a) and b=128 (b), one line per configuration,
+    with an inset per panel: the configurations' spreads (pp) sorted ascending, 95% intervals."""
+    if not len(curves):
+        return empty_figure(title, "no Figure 4 configuration in these results")
+    labels = list(dict.fromkeys(curves["label"]))
+    cmap = {lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(labels)}
+    fig = make_subplots(rows=1, cols=len(batch_sizes), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"({'ab'[i]}) b={b}" for i, b in enumerate(batch_sizes)])
+    for i, b in enumerate(batch_sizes):
+        for lab in labels:
+            cur = curves[(curves["label"] == lab) & (curves["batch_size"] == b)].sort_values("sigma_w")
+            if not len(cur):
+                continue
+            fig.add_trace(go.Scatter(**FAST, x=cur["sigma_w"], y=cur["mean"], mode="lines+markers", name=lab, legendgroup=lab,
+                                     line=dict(color=cmap[lab]), marker=dict(size=5), showlegend=i == 0,
+                                     error_y=dict(type="data", symmetric=False, array=cur["p90"] - cur["mean"],
+                                                  arrayminus=cur["mean"] - cur["p10"], thickness=0.8, width=2)),
+                          row=1, col=i + 1)
+    # insets: axes placed inside each panel (lower left: the curves fall towards large sigma)
+    w = 1.0 / len(batch_sizes)
+    for i, b in enumerate(batch_sizes):
+        s = spreads[spreads["batch_size"] == b].sort_values("mem") if len(spreads) else spreads
+        if not len(s):
+            continue
+        ax = 3 + i
+        x0 = i * w + 0.02 * (i == 0) + 0.04 * (i > 0)
+        fig.add_trace(go.Bar(x=s["mem"], y=s["label"], orientation="h", marker_color=[cmap[lab] for lab in s["label"]],
+                             error_x=dict(type="data", symmetric=False, array=(s["hi"] - s["mem"]).clip(lower=0),
+                                          arrayminus=(s["mem"] - s["lo"]).clip(lower=0)),
+                             showlegend=False, xaxis=f"x{ax}", yaxis=f"y{ax}",
+                             hovertemplate="%{y}: %{x:.1f} pp<extra></extra>"))
+        fig.update_layout(**{f"xaxis{ax}": dict(domain=[x0 + 0.16, x0 + w * 0.62], anchor=f"y{ax}", title_text="spread (pp)",
+                                                title_font=dict(size=9), tickfont=dict(size=8)),
+                             f"yaxis{ax}": dict(domain=[0.05, 0.45], anchor=f"x{ax}", tickfont=dict(size=8))})
+    fig.update_xaxes(title_text="sigma_w", row=1)
+    fig.update_yaxes(title_text="test acc (pp)", col=1, row=1)
+    fig.update_layout(title=title, height=520, **LAYOUT)
+    return fig
+
+
+# ----------------------------------------------------------------------------- Figure 6
+def _pair_batches(available: Sequence[int]) -> list[int]:
+    av = sorted(set(int(b) for b in available))
+    return [b for b in (16, 128) if b in av] if {16, 128} <= set(av) else (av[:1] + av[-1:] if len(av) > 1 else av)
+
+
+def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.Figure, list[str]]:
+    """Figure 6: (a-d) |beta(t)| vs epoch, SGD family left and adaptive methods right, b=16 top and
+    b=128 bottom, with lr_l2's eta 1e-2, L2 1e-2 curve (green); (e) vanilla SGD on T_SGD across the
+    batch sizes with SGD + L2 on T_L2 at b=16, 128 (green); (f) Adam on T_adapt across batch sizes.
+    `beta` from analysis.report.analyse (beta(t) with procedure columns, the clocks and T)."""
+    mg = beta[beta["experiment"] == "main_grid"]
+    mg = _sel(mg, lr0=1e-3, l2=0.0) if len(mg) else mg
+    l2 = beta[beta["experiment"] == "lr_l2"]
+    l2 = _sel(l2, lr0=1e-2, l2=1e-2) if len(l2) else l2
+    missing = [e for e, d in (("main_grid", mg), ("lr_l2", l2)) if not len(beta[beta["experiment"] == e])]
+    if not len(mg):
+        return empty_figure(title, "Figure 6 needs the main grid"), missing
+    bs = _pair_batches(mg["batch_size"].unique())
+    names = []
+    for b in bs:
+        names += [f"SGD family, b={b}", f"adaptive methods, b={b}"]
+    letters = "abcd"
+    fig = make_subplots(rows=len(bs) + 1, cols=2, shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.11,
+                        subplot_titles=[f"({letters[i]}) {n}" for i, n in enumerate(names)]
+                        + ["(e) SGD on T_SGD; SGD + L2 on T_L2", "(f) Adam on T_adapt"])
+    shown, traces = set(), []
+
+    def line(d, x, name, color, row, col, dash="solid"):
+        d = d[np.isfinite(d["beta"])].sort_values(x)
+        if x != "epoch":
+            d = d[d[x] > 0]
+        if not len(d):
+            return
+        traces.append(go.Scatter(**FAST, **_xy(fig, row, col), x=d[x].to_numpy(),
+                                 y=np.maximum(d["beta"].abs().to_numpy(), floor), mode="lines", name=name,
+                                 legendgroup=name, showlegend=name not in shown, line=dict(color=color, width=1.5, dash=dash),
+                                 hovertemplate=f"{name}<br>{x} %{{x:.3g}}<br>|beta| %{{y:.3g}}<extra></extra>"))
+        shown.add(name)
+
+    for r, b in enumerate(bs, start=1):
+        for opt, colr in SGD_FAMILY.items():
+            line(mg[(mg["optimizer"] == opt) & (mg["batch_size"] == b)], "epoch", OPT_NAME[opt], colr, r, 1)
+        line(l2[l2["batch_size"] == b], "epoch", "SGD lr0 1e-2 + L2 1e-2 (lr_l2)", L2_GREEN, r, 1)
+        for opt, colr in ADAPTIVE.items():
+            line(mg[(mg["optimizer"] == opt) & (mg["batch_size"] == b)], "epoch", OPT_NAME[opt], colr, r, 2)
+    last = len(bs) + 1
+    for b in sorted(mg["batch_size"].unique()):
+        colr = BATCH_COLORS.get(int(b), "#777")
+        line(mg[(mg["optimizer"] == "sgd") & (mg["batch_size"] == b)], "t_sgd", f"SGD b={b} (T_SGD)", colr, last, 1)
+        line(mg[(mg["optimizer"] == "adam") & (mg["batch_size"] == b)], "t_adapt", f"Adam b={b} (T_adapt)", colr, last, 2)
+    for b in bs:
+        line(l2[l2["batch_size"] == b], "t_l2", f"SGD + L2 b={b} (T_L2)", L2_GREEN, last, 1,
+             dash="solid" if b == bs[0] else "dash")
+    fig.add_traces(traces)
+    fig.update_yaxes(type="log", title_text="|beta| (acc / sigma_w)", col=1)
+    fig.update_yaxes(type="log", col=2)
+    for r in range(1, last):
+        fig.update_xaxes(title_text="epoch", row=r)
+    fig.update_xaxes(type="log", title_text="T_SGD (SGD) and T_L2 (SGD + L2)", row=last, col=1)
+    fig.update_xaxes(type="log", title_text="T_adapt", row=last, col=2)
+    fig.update_layout(title=title, height=300 * last + 120, **LAYOUT)
+    return fig, missing
+
+
+# ----------------------------------------------------------------------------- 5- vs 25-point spreads
+SIGMA5 = (0.1, 0.5, 1.0, 1.8, 2.5)
+
+
+def sigma_subset_table(runs: pd.DataFrame, by: Sequence[str], n_boot: int = 1000, seed: int = 0,
+                       subset: Sequence[float] = SIGMA5) -> pd.DataFrame:
+    """The main grid's spread over all its sigma_w beside the spread over the 5-point subset that
+    Figure 4 and Table 4 use (the paper: they agree to within ~1 pp). Empty when the runs do not
+    hold the subset and more."""
+    from analysis.memory import spread
+    sig = np.round(runs["sigma_w"].unique(), 6)
+    sub = [s for s in subset if np.isclose(sig, s).any()]
+    if len(sub) < 2 or len(sig) <= len(sub):
+        return pd.DataFrame()
+    full = spread(runs, list(by), n_boot=n_boot, seed=seed)
+    part = spread(runs[runs["sigma_w"].round(6).isin(np.round(sub, 6))], list(by), n_boot=n_boot, seed=seed)
+    t = full[[*by, "mem", "lo", "hi", "n_sigma"]].merge(
+        part[[*by, "mem", "lo", "hi", "n_sigma"]], on=list(by), suffixes=(f" ({len(sig)} sigma)", f" ({len(sub)} sigma)"))
+    t["difference"] = t[f"mem ({len(sub)} sigma)"] - t[f"mem ({len(sig)} sigma)"]
+    return t
