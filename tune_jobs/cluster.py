@@ -125,10 +125,16 @@ def prepare_address(address: str) -> None:
     if address in ("auto", "local") or address.startswith("ray://"):
         return
     check_address(address)
-    nodes = probe_head(address.split("://", 1)[-1])
-    heads = [n for n in nodes if n["head"] and n["alive"]] or [n for n in nodes if n["alive"]]
-    if not heads:
-        raise _fail(f"the Ray cluster at {address} has no live head node (nodes: {nodes})")
+    deadline = time.time() + PROBE_TIMEOUT_S
+    while True:  # a head that is still starting has its GCS port open before its node registers
+        nodes = probe_head(address.split("://", 1)[-1], timeout_s=max(5.0, deadline - time.time()))
+        heads = [n for n in nodes if n["head"] and n["alive"]] or [n for n in nodes if n["alive"]]
+        if heads:
+            break
+        if time.time() > deadline:
+            raise _fail(f"the Ray cluster at {address} has no live node after {PROBE_TIMEOUT_S:.0f}s "
+                        f"(nodes: {nodes}): is its head still starting, or did it fail?")
+        time.sleep(1.0)
     if is_loopback(split_address(address)[0]) and is_loopback(heads[0]["ip"]):
         # the head lives on loopback: join it there instead of this machine's network address
         os.environ[LOOPBACK_ENV] = "0"
