@@ -35,7 +35,7 @@ CHAOS_PERIOD_S = 15.0   # seconds between node kills
 MIN_KILLS = 4
 N_RUNS, EPOCHS = 20, 6
 GRID = ("name: chaos\n"
-        f"fixed: {{dataset: synthetic, width: 0.125, train_subset: 128, eval_subset: 64, epochs: {EPOCHS}}}\n"
+        f"fixed: {{dataset: synthetic, width: 0.125, train_subset: 64, eval_subset: 32, epochs: {EPOCHS}}}\n"
         "axes: {optimizer: [sgd, sgd_momentum, adam, adamw, muon], batch_size: [32, 64], sigma_w: [0.5, 2.0]}\n")
 VOLATILE_RUN_COLUMNS = ["wall_time_s", "updated_at"]
 
