@@ -227,17 +227,25 @@ def check_shared_storage(exp_dir: str, out: Callable[[str], None],
     refs = {task.options(scheduling_strategy=pin[nid]).remote(path[nid]): nid for nid in pin}
     ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
     problems: dict[str, str] = {}
+    gone: set[str] = set()  # nodes that died during the check (or just before: Ray still listed them)
     for ref, nid in refs.items():
         if ref not in ready:
             problems[nid] = f"no answer within {timeout_s:.0f}s"
             continue
         try:
             ray.get(ref)
+        except ray.exceptions.TaskUnschedulableError:  # "the node ... doesn't exist any more"
+            gone.add(nid)
+            continue
         except Exception as e:  # noqa: BLE001 - the node could not write there
             problems[nid] = f"cannot write there ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})"
             continue
         if not os.path.exists(path[nid]):
             problems[nid] = "wrote its file, which this driver cannot see"
+    alive_now = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    gone |= {nid for nid in problems if nid not in alive_now}
+    for nid in gone:
+        problems.pop(nid, None)
     if problems:  # tidy what the nodes wrote on their own disks (best effort), then stop
         undo = ray.remote(num_cpus=0, max_retries=0)(remove)
         ray.wait([undo.options(scheduling_strategy=pin[nid]).remote(path[nid]) for nid in problems],
@@ -251,7 +259,8 @@ def check_shared_storage(exp_dir: str, out: Callable[[str], None],
                     "results to its own disk and a retried trial on another node would not find them. Use a URI "
                     "every node can reach (--storage s3://bucket/path, gs://bucket/path) or a folder on a "
                     "filesystem mounted on every node at the same path (NFS, Lustre, ...).")
-    out(f"storage     shared by all {len(nodes)} nodes (each wrote a file this driver sees)")
+    left = f"; {len(gone)} left the cluster during the check" if gone else ""
+    out(f"storage     shared by all {len(nodes) - len(gone)} nodes (each wrote a file this driver sees{left})")
 
 
 def _remove_tree(path: str) -> None:
