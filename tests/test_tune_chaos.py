@@ -162,7 +162,7 @@ def test_node_loss_and_driver_kill_leave_exactly_the_uninterrupted_results(tmp_p
                            text=True, timeout=120)
     assert f"progress    {N_RUNS}/{N_RUNS} runs finished" in after.stdout and "eta         done" in after.stdout
     assert "failed      " not in after.stdout  # every failure was retried to the end
-    assert (retries > 0) == ("recovered   " in after.stdout), after.stdout
+    assert retries == 0 or "recovered   " in after.stdout, after.stdout  # their error files, listed as recovered
     print(f"\nchaos: {kills_during_sweep} worker nodes killed during the sweep ({len(chaos.kills)} in all, "
           f"every {CHAOS_PERIOD_S:.0f}s), {retries} trial retries, driver SIGKILL at {killed_driver_at:.0f}s "
           f"with {n_final}/{N_RUNS} runs final; wall {wall_chaos:.0f}s with chaos vs {wall_ref:.0f}s without; "
