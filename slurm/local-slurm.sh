@@ -62,6 +62,14 @@ alive() {  # pid file -> running?
 
 start() {
   install
+  if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+    sinfo                      # a SLURM (this one, or the site's) already answers: use it as it is
+    return 0
+  fi
+  if [[ -f "$CONF_DIR/slurm.conf" ]] && ! grep -q "written by initmem slurm/local-slurm.sh" "$CONF_DIR/slurm.conf"; then
+    echo "local-slurm: $CONF_DIR/slurm.conf exists and is not ours; not overwriting it" >&2
+    return 1
+  fi
   write_conf
   if ! pgrep -x munged >/dev/null; then
     [[ -s /etc/munge/munge.key ]] || { mungekey -c 2>/dev/null || /usr/sbin/create-munge-key -f; }

@@ -125,10 +125,16 @@ def prepare_address(address: str) -> None:
     if address in ("auto", "local") or address.startswith("ray://"):
         return
     check_address(address)
-    nodes = probe_head(address.split("://", 1)[-1])
-    heads = [n for n in nodes if n["head"] and n["alive"]] or [n for n in nodes if n["alive"]]
-    if not heads:
-        raise _fail(f"the Ray cluster at {address} has no live head node (nodes: {nodes})")
+    deadline = time.time() + PROBE_TIMEOUT_S
+    while True:  # a head that is still starting has its GCS port open before its node registers
+        nodes = probe_head(address.split("://", 1)[-1], timeout_s=max(5.0, deadline - time.time()))
+        heads = [n for n in nodes if n["head"] and n["alive"]] or [n for n in nodes if n["alive"]]
+        if heads:
+            break
+        if time.time() > deadline:
+            raise _fail(f"the Ray cluster at {address} has no live node after {PROBE_TIMEOUT_S:.0f}s "
+                        f"(nodes: {nodes}): is its head still starting, or did it fail?")
+        time.sleep(1.0)
     if is_loopback(split_address(address)[0]) and is_loopback(heads[0]["ip"]):
         # the head lives on loopback: join it there instead of this machine's network address
         os.environ[LOOPBACK_ENV] = "0"
@@ -221,17 +227,25 @@ def check_shared_storage(exp_dir: str, out: Callable[[str], None],
     refs = {task.options(scheduling_strategy=pin[nid]).remote(path[nid]): nid for nid in pin}
     ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
     problems: dict[str, str] = {}
+    gone: set[str] = set()  # nodes that died during the check (or just before: Ray still listed them)
     for ref, nid in refs.items():
         if ref not in ready:
             problems[nid] = f"no answer within {timeout_s:.0f}s"
             continue
         try:
             ray.get(ref)
+        except ray.exceptions.TaskUnschedulableError:  # "the node ... doesn't exist any more"
+            gone.add(nid)
+            continue
         except Exception as e:  # noqa: BLE001 - the node could not write there
             problems[nid] = f"cannot write there ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})"
             continue
         if not os.path.exists(path[nid]):
             problems[nid] = "wrote its file, which this driver cannot see"
+    alive_now = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    gone |= {nid for nid in problems if nid not in alive_now}
+    for nid in gone:
+        problems.pop(nid, None)
     if problems:  # tidy what the nodes wrote on their own disks (best effort), then stop
         undo = ray.remote(num_cpus=0, max_retries=0)(remove)
         ray.wait([undo.options(scheduling_strategy=pin[nid]).remote(path[nid]) for nid in problems],
@@ -245,7 +259,8 @@ def check_shared_storage(exp_dir: str, out: Callable[[str], None],
                     "results to its own disk and a retried trial on another node would not find them. Use a URI "
                     "every node can reach (--storage s3://bucket/path, gs://bucket/path) or a folder on a "
                     "filesystem mounted on every node at the same path (NFS, Lustre, ...).")
-    out(f"storage     shared by all {len(nodes)} nodes (each wrote a file this driver sees)")
+    left = f"; {len(gone)} left the cluster during the check" if gone else ""
+    out(f"storage     shared by all {len(nodes) - len(gone)} nodes (each wrote a file this driver sees{left})")
 
 
 def _remove_tree(path: str) -> None:

@@ -16,6 +16,10 @@ never retrained even when Tune's own state is lost); the Tune experiment is rest
 from their last checkpoint. train_pack writes each epoch row once: on resume from the checkpoint
 of epoch k it deletes the pack's epochs files after k before recomputing them.
 
+Joining Ray (cluster addresses, the local default, storage every node reaches) is
+tune_jobs/cluster.py; the driver's event and progress lines tune_jobs/progress.py; where a sweep
+stands, from the storage alone, tune_jobs/status.py (python -m tune_jobs status <storage>/<experiment>).
+
 Trials get their pack by id: the grid is over pack ids and the run dicts travel once through
 tune.with_parameters (Tune's grid generator deep-copies the whole grid for every trial, which is
 quadratic in the number of packs when the grid values are the packs themselves).
