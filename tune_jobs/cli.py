@@ -54,6 +54,10 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="trial device the packs are sized for (auto: GPU if the cluster has one)")
     p.add_argument("--gpu-memory-gb", type=float, default=None, help="GPU memory per trial for pack sizes (default: detected, else 80)")
+    p.add_argument("--gpus", type=int, default=None,
+                   help="GPUs the sweep will run on (implies --device cuda): no trial is planned much longer "
+                        "than total work / N where a group can be split, and the dry run prints the makespan "
+                        "(default: what the cluster has)")
     p.add_argument("--max-pack-size", type=int, default=None, help="cap on runs per pack (default: from the device)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default: epochs // 30)")
@@ -85,9 +89,11 @@ def main(argv: Sequence[str] | None = None, experiment: str | None = None) -> in
                             max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                             checkpoint_every=args.checkpoint_every, max_failures=args.max_failures,
                             overrides=_parse_set(args.set), num_cpus=args.num_cpus, efficiency=args.efficiency,
-                            dry_run=args.dry_run, verbose=args.verbose)
+                            dry_run=args.dry_run, verbose=args.verbose, gpus=args.gpus)
+        if args.gpus is not None and opts.device == "auto":
+            opts.device = "cuda"  # --gpus N plans for N GPUs
         for flag, value in (("--max-concurrent", opts.max_concurrent), ("--max-pack-size", opts.max_pack_size),
-                            ("--checkpoint-every", opts.checkpoint_every), ("--num-cpus", opts.num_cpus)):
+                            ("--checkpoint-every", opts.checkpoint_every), ("--num-cpus", opts.num_cpus), ("--gpus", opts.gpus)):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag}={value} is not allowed: an integer >= 1")
         if opts.cpus_per_trial <= 0 or opts.max_failures < 0:
