@@ -18,6 +18,7 @@ The arithmetic follows Keras's own operation order (not PyTorch's optimizers):
 * sgd_momentum:  v <- v*mu - g*lr;  w <- w + v                       (no Nesterov)
 * adam:          alpha = lr*sqrt(1-b2^t)/(1-b1^t), t = iterations+1
                  m <- m + (g-m)*(1-b1);  v <- v + (g^2-v)*(1-b2);  w <- w - m*alpha/(sqrt(v)+1e-7)
+                 (m and v as torch.lerp, one op each; its kernel may fuse the multiply-add)
 * adamw:         w <- w - w*wd*lr on every variable first, then adam
 * muon:          decay first on every variable; "dense" kernels take the Muon step
                  m <- m + (g + m*(mu-1)) (= 0.95 m + g);  u = g + 0.95 m;  O = NS5(u) in float32;
@@ -253,6 +254,7 @@ class PackedOptimizer:
         self._g_mu, self._g_rest = self.flat_grad[:k], self.flat_grad[k:]
         self._w_rest, self._new_w_rest = self.flat[k:], self.scratch[k:]
         self._run_rest = self.run_index[k:]
+        self._run_ranges = {(0, k): self.run_index[:k], (k, n - k): self._run_rest}
         if "m" in self.slot_bufs:
             self._m_mu, self._m_rest = self.slot_bufs["m"][0][:k], self.slot_bufs["m"][0][k:]
 
@@ -307,11 +309,13 @@ class PackedOptimizer:
             if active.shape[0] != self.num_runs:
                 raise ValueError(f"active has {active.shape[0]} entries for a pack of {self.num_runs} runs")
         self.update(grads, self.hyper(lr, weight_decay), active)
+        self.iterations += 1
 
     @torch.no_grad()
     def update(self, grads: Sequence[Tensor | None], hparams: Tensor, active: Tensor | None = None) -> None:
         """The update from explicit gradients (model order; None = skip that variable) and the (3, M)
-        hyperparameters of ``hyper`` (any device).  No host sync: capturable in one graph."""
+        hyperparameters of ``hyper`` (any device).  No host sync: capturable in one graph.  It does not
+        advance ``iterations`` (a host counter a graph must not read): the caller does, as step() does."""
         opt = self.optimizer
         present = [g is not None for g in grads]
         if all(present):
@@ -347,8 +351,8 @@ class PackedOptimizer:
             if k < w.shape[0]:
                 alpha = torch.index_select(alpha_row, 0, self._run_rest)
                 gr, mr, vr = self._g_rest, self._m_rest, self.slot_bufs["v"][0]
-                m_new = mr + (gr - mr) * (1 - ADAM_BETA_1)
-                v_new = vr + (gr.square() - vr) * (1 - ADAM_BETA_2)
+                m_new = torch.lerp(mr, gr, 1 - ADAM_BETA_1)            # m + (g - m) * (1 - b1), one op
+                v_new = torch.lerp(vr, gr.square(), 1 - ADAM_BETA_2)   # v + (g^2 - v) * (1 - b2)
                 step = (m_new * alpha) / (torch.sqrt(v_new) + EPSILON)
                 if opt == "adam":
                     torch.sub(self._w_rest, step, out=self._new_w_rest)
@@ -365,11 +369,13 @@ class PackedOptimizer:
             for dst, val, _ in out:
                 dst.copy_(val)
         else:
-            mask = torch.index_select(active, 0, self.run_index)
+            masks: dict[tuple[int, int], Tensor] = {}    # one index_select per element range
             for dst, val, lo in out:
-                sel = mask if dst.shape[0] == mask.shape[0] else mask[lo:lo + dst.shape[0]]
-                torch.where(sel, val, dst, out=dst)   # select, never multiply: NaN-safe
-        self.iterations += 1
+                key = (lo, dst.shape[0])
+                if key not in masks:
+                    idx = self.run_index if key == (0, self.run_index.shape[0]) else self._run_ranges[key]
+                    masks[key] = torch.index_select(active, 0, idx)
+                torch.where(masks[key], val, dst, out=dst)   # select, never multiply: NaN-safe
 
     # --- checkpointing --------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -8,8 +8,9 @@ import pytest
 
 from initmem.config import RunConfig
 from tune_jobs.catalogue import EXPERIMENTS
-from tune_jobs.planner import (CPU_PACK_SIZE, Device, detect_device, format_plan, forward_flops, make_packs,
-                               make_plan, n_params, pack_labels, run_flops, run_memory_bytes)
+from tune_jobs.planner import (CPU_PACK_SIZE, Device, detect_device, format_plan, forward_flops, lpt_makespan,
+                               make_packs, make_plan, n_params, pack_labels, run_flops, run_memory_bytes,
+                               run_seconds)
 from tune_jobs.runner import SweepOptions, run_sweep
 
 GPU80 = Device("cuda", "test GPU", 80.0, efficiency=0.4)
@@ -75,7 +76,9 @@ def test_plan_printout_says_runs_packs_trials_cost():
     text = format_plan(plan)
     assert "runs        120" in text and "trials      " in text and "GPU" in text and "h on one GPU" in text
     assert {r.device for r in plan.runs} == {"cuda"}
-    assert plan.device_hours() == pytest.approx(plan.total_flops / (67e12 * 0.4) / 3600)
+    # precision=auto runs in TF32 on CUDA (SPEC Section 3): the estimate uses the TF32 peak
+    assert {r.precision for r in plan.runs} == {"tf32"}
+    assert plan.device_hours() == pytest.approx(plan.total_flops / (495e12 * 0.4) / 3600)
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
@@ -97,3 +100,57 @@ def test_main_grid_dry_run_command_within_10_seconds(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "runs        6,250" in proc.stdout and "Tune trials" in proc.stdout and "EFLOP" in proc.stdout
     assert elapsed <= 10, f"dry run took {elapsed:.1f}s"
+
+
+def test_cost_uses_the_precision_that_will_run():
+    runs = EXPERIMENTS["best_recipe"].runs("full")
+    hours = {p: make_plan("x", "full", [r.replace(precision=p) for r in runs], GPU80).device_hours()
+             for p in ("auto", "tf32", "fp32", "bf16")}
+    assert hours["auto"] == hours["tf32"] == pytest.approx(hours["fp32"] * 67 / 495)
+    assert hours["bf16"] == pytest.approx(hours["tf32"] / 2)
+    cpu = make_plan("x", "full", runs, CPU)
+    assert {r.precision for r in cpu.runs} == {"fp32"}       # auto on CPU is fp32
+    # auto is resolved at plan time, and hashes as what it resolves to: the run ids do not move
+    assert [r.run_id for r in make_plan("x", "full", runs, GPU80).runs] == \
+        [r.replace(device="cuda").run_id for r in runs]
+
+
+def test_lpt_makespan_by_hand():
+    assert lpt_makespan([5, 4, 3, 3, 3], 2) == 10          # 5+3+... : LPT gives {5,3}, {4,3,3} -> 10
+    assert lpt_makespan([7, 1, 1], 4) == 7                 # one long job is the floor
+    assert lpt_makespan([2.0] * 8, 4) == 4.0
+    assert lpt_makespan([], 3) == 0.0
+    with pytest.raises(ValueError, match="slots"):
+        lpt_makespan([1.0], 0)
+
+
+def test_groups_are_split_so_no_trial_is_much_longer_than_the_ideal_makespan():
+    runs = EXPERIMENTS["main_grid"].runs("full")
+    whole = make_plan("x", "full", runs, GPU80)                     # slots unknown: memory-bound packs only
+    longest = max(whole.pack_seconds)
+    for n_gpus in (16, 64, 256):
+        dev = Device("cuda", "test GPU", 80.0, efficiency=0.4, slots=n_gpus)
+        plan = make_plan("x", "full", runs, dev)
+        ideal = plan.device_hours() * 3600 / n_gpus
+        assert sorted(r.run_id for p in plan.packs for r in p) == sorted(r.run_id for r in plan.runs)
+        assert max(plan.pack_seconds) <= ideal * 1.0001 or ideal < longest / 250, n_gpus
+        assert max(plan.pack_seconds) <= min(longest, ideal * 1.0001) + 1e-6
+        # the makespan: no better than the ideal, no worse than list scheduling's bound ideal + longest trial
+        assert ideal * 0.9999 <= plan.makespan_hours(n_gpus) * 3600 <= ideal + max(plan.pack_seconds) + 1e-6
+        assert plan.makespan_hours(n_gpus) < whole.makespan_hours(n_gpus) or n_gpus == 16
+        for p in plan.packs:                                         # still within GPU memory
+            assert len(p) * run_memory_bytes(p[0]) <= 0.75 * 80e9
+    # a group of one run cannot be split: it is the floor
+    one = make_plan("x", "full", runs[:1], Device("cuda", "t", 80.0, efficiency=0.4, slots=8))
+    assert len(one.packs) == 1 and one.makespan_hours(8) == pytest.approx(run_seconds(one.runs[0], one.device) / 3600)
+
+
+def test_dry_run_with_gpus_prints_gpu_hours_at_tf32_and_the_makespan(tmp_path, capsys):
+    from tune_jobs.cli import main
+    assert main(["--preset", "full", "--dry-run", "--device", "cuda", "--gpus", "16", "--storage", str(tmp_path)],
+                "main_grid") == 0
+    out = capsys.readouterr().out
+    assert "TFLOP/s tf32" in out and "h on one GPU" in out
+    assert "makespan    ~ " in out and "on 16 GPUs" in out
+    assert main(["--preset", "full", "--dry-run", "--gpus", "0", "--storage", str(tmp_path)], "main_grid") == 2
+    assert "--gpus=0 is not allowed" in capsys.readouterr().err

@@ -34,6 +34,7 @@ OPTION_RULES = {
     "checkpoint_every": ("an integer >= 1", lambda v: v >= 1),
     "max_failures": ("an integer >= 0", lambda v: v >= 0),
     "num_cpus": ("an integer >= 1", lambda v: v >= 1),
+    "gpus": ("an integer >= 1", lambda v: v >= 1),
     "efficiency": ("a number in (0, 1]", lambda v: 0 < v <= 1),
 }
 
@@ -98,6 +99,10 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-gb", type=float, default=None, metavar="GB",
                    help=f"GPU memory per trial that pack sizes are planned for [GB]; {_allowed('gpu_memory_gb')}; "
                         "default: detected, else 80")
+    p.add_argument("--gpus", type=int, default=None, metavar="N",
+                   help="GPUs the sweep will run on (implies --device cuda) [GPUs]: no trial is planned much "
+                        "longer than total work / N where a group can be split, and the dry run prints the "
+                        f"makespan; {_allowed('gpus')}; default: what the cluster has")
     p.add_argument("--max-pack-size", type=int, default=None, metavar="N",
                    help=f"cap on runs per pack [runs]; {_allowed('max_pack_size')}; default: from the device "
                         "(CPU: 4; GPU: as many as its memory holds)")
@@ -143,11 +148,13 @@ def main(argv: Sequence[str] | None = None, experiment: str | None = None) -> in
                             max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                             checkpoint_every=args.checkpoint_every, max_failures=args.max_failures,
                             overrides=_parse_set(args.set), num_cpus=args.num_cpus, efficiency=args.efficiency,
-                            dry_run=args.dry_run, verbose=args.verbose)
+                            dry_run=args.dry_run, verbose=args.verbose, gpus=args.gpus)
         for dest, (allowed, ok) in OPTION_RULES.items():
             value = getattr(args, dest)
             if value is not None and not ok(value):
                 raise ConfigError(f"--{dest.replace('_', '-')}={value:g} is not allowed: {allowed}")
+        if args.gpus is not None and opts.device == "auto":
+            opts.device = "cuda"  # --gpus N plans for N GPUs
         result = run_sweep(exp, args.preset, opts)
     except (ConfigError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -22,6 +22,7 @@ stated in the printout and overridable (--efficiency).
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 from collections import Counter
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Sequence
 
-from initmem.config import ConfigError, RunConfig, group_by_pack_key, group_into_packs, pack_id
+from initmem.config import AUTO_PRECISION, ConfigError, RunConfig, group_by_pack_key, group_into_packs, pack_id
 
 CPU_PACK_SIZE = 4            # default max pack size on CPU workers
 GPU_MEMORY_FRACTION = 0.75   # share of GPU memory packs may plan to use (allocator slack, cuDNN workspaces)
@@ -105,15 +106,16 @@ def _bytes(precision: str) -> int:
 
 def run_memory_bytes(cfg: RunConfig) -> float:
     """Device memory one run of a pack needs while training (state + one batch of activations)."""
-    state = n_params(cfg.arch, cfg.width) * STATE_COPIES[cfg.optimizer] * (8 if cfg.precision == "fp64" else 4)
-    acts = activation_floats(cfg.arch, cfg.width) * cfg.batch_size * _bytes(cfg.precision)
+    precision = cfg.effective_precision
+    state = n_params(cfg.arch, cfg.width) * STATE_COPIES[cfg.optimizer] * (8 if precision == "fp64" else 4)
+    acts = activation_floats(cfg.arch, cfg.width) * cfg.batch_size * _bytes(precision)
     return state + acts
 
 
 def data_bytes(cfg: RunConfig) -> float:
     """The splits held once on the device as floats."""
     n_train, n_eval = cfg.n_train, cfg.n_eval
-    return (n_train + 2 * n_eval) * 3 * 32 * 32 * (8 if cfg.precision == "fp64" else 4)
+    return (n_train + 2 * n_eval) * 3 * 32 * 32 * (8 if cfg.effective_precision == "fp64" else 4)
 
 
 # --- devices ----------------------------------------------------------------------------------------
@@ -212,27 +214,74 @@ class Plan:
         return sum(run_flops(r) for r in self.runs)
 
     def device_hours(self) -> float:
-        return sum(run_flops(r) / (self.device.peak_flops(r.precision) * self.device.efficiency)
-                   for r in self.runs) / 3600.0
+        return sum(run_seconds(r, self.device) for r in self.runs) / 3600.0
+
+    @cached_property
+    def pack_seconds(self) -> list[float]:
+        """Estimated time of each pack (trial): its runs one after another at the device's rate."""
+        return [sum(run_seconds(r, self.device) for r in p) for p in self.packs]
+
+    def makespan_hours(self, slots: int) -> float:
+        """Wall-clock of the sweep with `slots` trials at once: longest-first greedy schedule of the
+        pack times (LPT, within 4/3 of the optimum)."""
+        return lpt_makespan(self.pack_seconds, slots) / 3600.0
+
+
+def run_seconds(cfg: RunConfig, device: Device) -> float:
+    """Estimated device-seconds of one run: its FLOPs at the device's peak for the run's precision
+    times the efficiency."""
+    return run_flops(cfg) / (device.peak_flops(cfg.effective_precision) * device.efficiency)
+
+
+def lpt_makespan(seconds: Sequence[float], slots: int) -> float:
+    """Makespan of jobs on `slots` identical machines, longest first onto the least loaded one."""
+    if slots < 1:
+        raise ConfigError(f"slots={slots!r} is not allowed: an integer >= 1")
+    loads = [0.0] * min(slots, max(1, len(seconds)))
+    heapq.heapify(loads)
+    for t in sorted(seconds, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + t)
+    return max(loads)
 
 
 def make_packs(runs: Sequence[RunConfig], device: Device, cap: int | None = None) -> list[list[RunConfig]]:
     """Group by pack key (first-seen order); split each group into equal packs of at most the cap
     (explicit, or max_pack_size for the group on the device). The packs pass config.check_pack by
-    construction: one pack key each, and Experiment.runs holds no run twice."""
+    construction: one pack key each, and Experiment.runs holds no run twice.
+
+    Makespan: with device.slots = N trials at once, a group is also split into enough equal packs
+    that none takes longer than the ideal makespan, total work / N (a group of one run cannot be
+    split: that run is then the floor of the makespan)."""
     if cap is not None and cap < 1:
         raise ConfigError(f"max_pack_size={cap!r} is not allowed: an integer >= 1")
+    groups = list(group_by_pack_key(runs).values())
+    ideal = None
+    if device.slots > 0 and device.efficiency > 0:
+        ideal = sum(run_seconds(r, device) for r in runs) / device.slots
     packs = []
-    for members in group_by_pack_key(runs).values():
+    for members in groups:
         limit = cap or max_pack_size(members[0], device)
         n = math.ceil(len(members) / limit)
+        if ideal:
+            group_s = sum(run_seconds(r, device) for r in members)
+            n = max(n, min(len(members), math.ceil(group_s / ideal * (1 - 1e-9))))
         packs += group_into_packs(members, math.ceil(len(members) / n))  # equal sizes, not limit + rest
     return packs
 
 
+def _on_device(r: RunConfig, kind: str) -> RunConfig:
+    """r moved to the device kind with precision=auto resolved for it (one replace: it validates)."""
+    changes = {} if r.device == kind else {"device": kind}
+    if r.precision == "auto":
+        changes["precision"] = AUTO_PRECISION[kind]
+    return r.replace(**changes) if changes else r
+
+
 def make_plan(label: str, preset: str, runs: Sequence[RunConfig], device: Device,
               max_pack: int | None = None, description: str = "") -> Plan:
-    runs = [r.replace(device=device.kind) if r.device != device.kind else r for r in runs]
+    """Runs moved to the device kind, precision=auto resolved for it (tf32 on CUDA, fp32 on CPU: the
+    run_id is the same either way, and a trial that lands elsewhere keeps what was planned), packed."""
+    runs = [_on_device(r, device.kind) for r in runs]
     return Plan(label, preset, list(runs), make_packs(runs, device, max_pack), device, max_pack, description)
 
 
@@ -324,14 +373,20 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
                      f"{_fmt_flops(forward_flops(arch, width))} forward per image ({n:,} runs)")
     total = plan.total_flops
     hours = plan.device_hours()
-    precisions = sorted({r.precision for r in plan.runs})
+    precisions = sorted({r.effective_precision for r in plan.runs})
     peak = ", ".join(f"{dev.peak_flops(p) / 1e12:g} TFLOP/s {p}" for p in precisions)
     unit = "on one GPU" if dev.kind == "cuda" else f"on one trial slot ({dev.cores} CPU core{'s' if dev.cores > 1 else ''})"
     lines.append(f"            total {_fmt_flops(total)} (3x forward per trained image, val+test every epoch, "
                  f"early stopping ignored) = {_fmt_flops(total / max(1, len(plan.runs)))} per run on average")
     lines.append(f"            ~ {_fmt_hours(hours)} {unit} at {dev.efficiency:.0%} of peak ({peak})")
     if dev.slots:
-        lines.append(f"            ~ {_fmt_hours(hours / dev.slots)} wall-clock with {dev.slots} trial(s) at once")
+        what = "GPUs" if dev.kind == "cuda" else "trial slots"
+        longest = max(plan.pack_seconds, default=0.0) / 3600.0
+        lines.append(f"makespan    ~ {_fmt_hours(plan.makespan_hours(dev.slots))} wall-clock on {dev.slots} {what} "
+                     f"(ideal {_fmt_hours(hours / dev.slots)} = total / {dev.slots}; longest trial "
+                     f"{_fmt_hours(longest)}; trials longer than the ideal are split where a group allows)")
+    elif dev.kind == "cuda":
+        lines.append("makespan    pass --gpus N (or run on the cluster) for the wall-clock estimate on N GPUs")
     if dev.kind == "cpu" and plan.preset == "full":
         lines.append("            (planned for CPU workers; --device cuda plans packs and GPU-hours for a GPU cluster)")
     return "\n".join(lines)

@@ -81,6 +81,7 @@ class SweepOptions:
     overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig fields set on every run
     num_cpus: int | None = None        # CPUs of a local Ray (default: all)
     efficiency: float | None = None    # cost estimate: achieved fraction of peak FLOP/s
+    gpus: int | None = None            # GPUs to plan the makespan for without a cluster (--gpus; issue 10)
     resources: dict[str, float] | None = None  # per-trial resources instead of the device's (bench, tests)
     dry_run: bool = False
     verbose: bool = False              # Ray/worker logs and train_pack's epoch lines to the console
@@ -206,7 +207,7 @@ def load_plan(exp_dir: str, runs: Sequence[RunConfig]) -> Plan | None:
     stored = json.loads(text)
     packs = [[RunConfig.from_dict(d) for d in p] for p in stored["packs"]]
     old = {r.run_id for p in packs for r in p}
-    new = {r.run_id for r in runs}
+    new = {r.replace(device=packs[0][0].device).run_id for r in runs}  # precision=auto hashes per device
     if old != new:
         raise SweepError(
             f"{exp_dir} holds experiment {stored['experiment']!r} with a different set of runs "
@@ -462,5 +463,5 @@ def _show(path: str) -> str:
 
 def _local_slots(opts: SweepOptions) -> int:
     if opts.address or opts.device == "cuda":
-        return 0  # unknown: depends on the cluster
+        return opts.gpus or 0  # unknown unless --gpus says: depends on the cluster
     return max(1, int((opts.num_cpus or os.cpu_count() or 1) // opts.cpus_per_trial))
