@@ -36,7 +36,7 @@ def _num(v, digits: int = 1, sig: bool = False) -> str:
     return f"{float(v):.3g}" if sig else f"{float(v):.{digits}f}"
 
 
-SIG_COLUMNS = ("T_wd (initmem ext.)", "T_SGD,eff (initmem ext.)", "t_wd", "t_sgd_eff", "sigma_w", "t_sgd", "t_l2", "t_adapt", "T", "s_clock", "s_epoch", "score", "D_start", "D_end", "a_end", "b_end",
+SIG_COLUMNS = ("weight decay", "L2", "T_wd (initmem ext.)", "T_SGD,eff (initmem ext.)", "t_wd", "t_sgd_eff", "sigma_w", "t_sgd", "t_l2", "t_adapt", "T", "s_clock", "s_epoch", "score", "D_start", "D_end", "a_end", "b_end",
                "lr0", "l2", "lr", "weight_decay")
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 from analysis.memory import PP, spread
 
-ROUNDING = 0.05  # pp: half the last digit the paper quotes
+ROUNDING = 0.05 + 1e-9  # pp: half the last digit the paper quotes (inclusive, up to float round-off)
 MAIN = {"lr0": 1e-3, "l2": 0.0}  # the main grid's SGD / Adam procedures (SPEC Section 2 defaults)
 
 

@@ -217,3 +217,31 @@ def test_extension_clocks_in_table_and_cli(tmp_path, capsys):
                      "--results", root])
     out = capsys.readouterr().out
     assert "T_wd = wd sum eta_k" in out and "initmem extension" in out
+
+
+def test_real_diverged_run_from_train_pack(tmp_path):
+    # the training core's own divergence (lr0 1e300 overflows float64 within epoch 1, as in
+    # tests/test_train.py): its epoch-1 row is in the Parquet, and the analysis uses it nowhere
+    pytest.importorskip("torch")
+    from initmem.config import RunConfig
+    from initmem.data import load_splits
+    from initmem.train import train_pack
+    base = dict(dataset="synthetic", train_subset=48, eval_subset=24, batch_size=16, epochs=2, width=1 / 16,
+                precision="fp64", lr0=0.05, experiment="smoke")
+    runs_cfg = [RunConfig(**base, sigma_w=0.5, seed=0), RunConfig(**base, sigma_w=2.0, seed=1),
+                RunConfig(**{**base, "lr0": 1e300}, sigma_w=1.0, seed=2)]
+    root = str(tmp_path / "res")
+    train_pack(runs_cfg, load_splits("synthetic", train_subset=48, eval_subset=24), results=root, log=None)
+    raw_runs = pd.read_parquet(os.path.join(root, "runs"))
+    bad = raw_runs[raw_runs["status"] == "diverged"].iloc[0]
+    assert bad["run_id"] == runs_cfg[2].run_id and bad["diverged_epoch"] == 1
+    raw_ep = pd.read_parquet(os.path.join(root, "epochs"))
+    assert sorted(raw_ep.loc[raw_ep["run_id"] == bad["run_id"], "epoch"]) == [0, 1]  # the row is written
+    runs, epochs = load(root)
+    r = int(runs.loc[runs["run_id"] == bad["run_id"], "run"].iloc[0])
+    assert epochs.loc[epochs["run"] == r, "epoch"].tolist() == [0]
+    ct = checkpoint_table(runs, epochs, ["lr0"], sigmas=[1.0])
+    e0 = raw_ep[(raw_ep["run_id"] == bad["run_id"]) & (raw_ep["epoch"] == 0)]["val_acc"].iloc[0]
+    assert ct.loc[np.isclose(ct["lr0"], 1e300), "val@final"].iloc[0] == pytest.approx(100 * e0)
+    page = build_report(runs, epochs, n_boot=10, linear_model=False)  # and the report builds around it
+    assert "1 diverged" in page

@@ -302,3 +302,17 @@ def test_combined_figures_name_the_missing_experiment(all_roots):
     only_long = build_report(*load(all_roots[1]), n_boot=20, linear_model=False)
     assert "Figure 4: What helps" in _section(only_long, "long_sgd")
     assert "Missing from these results: lr_l2, main_grid" in _section(only_long, "long_sgd")
+
+
+def test_table1_reads_the_catalogue_without_importing_torch_or_ray():
+    code = ("import sys; from analysis.paper_figures import table1; t, _ = table1(); "
+            "assert len(t) == 5; print('torch' in sys.modules, 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.split() == ["False", "False"], out
+
+
+def test_table1_formats_small_settings(all_roots):
+    page = build_report(*load(all_roots[0]), n_boot=10, linear_model=False)
+    t1 = re.search(r"Table 1: main-grid.*?</table>", page, re.S).group(0)
+    assert "<td>0.0001</td>" in t1  # AdamW / Muon decoupled decay, not rounded to 0.0
