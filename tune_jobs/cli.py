@@ -170,7 +170,8 @@ def build_report(results: str) -> None:
     path = "report.html" if "://" in results else f"{results.rstrip('/')}/report.html"
     try:
         report_main([results, "-o", path])
-    except Exception as e:  # the results are safe on storage; a report failure must not hide that
+    except (Exception, SystemExit) as e:  # results are safe on storage; a report failure (or analysis.report's
+        # exit 2 when no run has finished yet) must not hide that nor change the sweep's exit status
         print(f"warning: the report could not be built ({type(e).__name__}: {e}); "
               f"rebuild it with: python -m analysis.report {results} -o report.html", file=sys.stderr)
         return
