@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from tune_jobs.runner import SweepOptions
 
-PROBE_TIMEOUT_S = 40.0       # the GCS probe of an address, in seconds (Ray's own client gives up after 40 s)
+PROBE_TIMEOUT_S = 30.0       # the GCS probe of an address, in seconds (a live head answers in well under 1 s)
 STORAGE_PROBE_TIMEOUT_S = 60.0  # per-node storage probe tasks, in seconds
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
