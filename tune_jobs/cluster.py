@@ -234,8 +234,9 @@ def check_shared_storage(exp_dir: str, out: Callable[[str], None],
             continue
         try:
             ray.get(ref)
-        except ray.exceptions.TaskUnschedulableError:  # "the node ... doesn't exist any more"
-            gone.add(nid)
+        except (ray.exceptions.TaskUnschedulableError, ray.exceptions.NodeDiedError,
+                ray.exceptions.WorkerCrashedError, ray.exceptions.LocalRayletDiedError):
+            gone.add(nid)  # "the node ... doesn't exist any more", or it died under the task
             continue
         except Exception as e:  # noqa: BLE001 - the node could not write there
             problems[nid] = f"cannot write there ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})"
