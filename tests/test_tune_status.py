@@ -102,6 +102,10 @@ def test_status_of_a_sweep_interrupted_halfway(halfway):
         next(p for p in plan.packs if p[0].optimizer == "adam" and p[0].batch_size == 64))]]
     assert s.last_write is not None and abs(s.last_write - time.time()) < 600
 
+    via_uri = st.scan(f"file://{root}")  # a pyarrow URI reads the same (s3://, gs:// go the same way)
+    assert (via_uri.finished, via_uri.run_epochs_done, via_uri.eta_s()) == (s.finished, s.run_epochs_done, s.eta_s())
+    assert st.experiment_roots(f"file://{root.parent}") == [f"file://{root}"]
+
     text = st.format_status(s)
     assert "6/16 runs finished, 42/96 run-epochs (44%)" in text
     assert f"eta         {st.fmt_duration(_expected_eta_s())} at 1 trial(s) at once" in text

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from tune_jobs.runner import SweepOptions
 
-PROBE_TIMEOUT_S = 40.0       # the GCS probe of an address, in seconds (Ray's own client gives up after 40 s)
+PROBE_TIMEOUT_S = 30.0       # the GCS probe of an address, in seconds (a live head answers in well under 1 s)
 STORAGE_PROBE_TIMEOUT_S = 60.0  # per-node storage probe tasks, in seconds
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -234,8 +234,9 @@ def check_shared_storage(exp_dir: str, out: Callable[[str], None],
             continue
         try:
             ray.get(ref)
-        except ray.exceptions.TaskUnschedulableError:  # "the node ... doesn't exist any more"
-            gone.add(nid)
+        except (ray.exceptions.TaskUnschedulableError, ray.exceptions.NodeDiedError,
+                ray.exceptions.WorkerCrashedError, ray.exceptions.LocalRayletDiedError):
+            gone.add(nid)  # "the node ... doesn't exist any more", or it died under the task
             continue
         except Exception as e:  # noqa: BLE001 - the node could not write there
             problems[nid] = f"cannot write there ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})"
