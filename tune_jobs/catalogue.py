@@ -217,7 +217,7 @@ DEPTH = _experiment(
            "sigma_w": SIGMA5, "seed": SEEDS10}),
      Grid({"arch": "r9_avgpool", "patience": 0},
           {"optimizer": OPT5, "batch_size": (16, 128), "sigma_w": SIGMA5, "seed": SEEDS10})],
-    1_500, optimizer=("sgd", "adam"), batch_size=(16,))
+    1_500, optimizer=("adam",), batch_size=(16,))  # smoke: one pack per architecture, resnet110 ~110 CPU s
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in
                                       (MAIN_GRID, LONG_SGD, LR_L2, NORM_AUG, BEST_RECIPE, DEPTH)}
