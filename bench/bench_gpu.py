@@ -58,9 +58,7 @@ def resident_bytes(t: PackTrainer) -> float:
     buffers hold the parameters and gradients), optimizer slots, scratch, run index."""
     seen, total = set(), 0
     tensors = [t.data.x_train, t.data.y_train, t.data.x_val, t.data.y_val, t.data.x_test, t.data.y_test,
-               t.opt.flat, t.opt.flat_grad, t.opt.scratch, t.opt.lr_full, t.opt.run_index, t.opt.hparams,
-               *[b for b, _ in t.opt.slot_bufs.values()], *t.model.buffers()]
-    tensors += [t.opt.u] if t.opt.n_muon else []
+               *t.opt.persistent_tensors(), *t.model.buffers()]
     for x in tensors:
         key = x.untyped_storage().data_ptr()
         if key not in seen:
