@@ -91,6 +91,39 @@ def time_bare(m: int, data, steps: int, width: float) -> tuple[float, float]:
     return b - a, time.perf_counter() - b
 
 
+def profile(m: int, data, steps: int, width: float, rows: int = 12) -> None:
+    """Where the time of initmem at M goes, beside M bare runs: torch.profiler tables (self CPU time by
+    op) of the timed train epoch and of the val inference, after the same warm-up as the timings."""
+    from torch.profiler import ProfilerActivity, profile as prof
+    runs = [RunConfig(width=width, batch_size=B, train_subset=B * steps, sigma_w=0.5 + i) for i in range(m)]
+    t = PackTrainer(runs, data)
+    t.train_epoch()
+    evaluate(t.model, t.data.x_val, t.data.y_val, m, t.autocast)
+    d = data.to("cpu", torch.float32)
+    nets = [bare_resnet9(width) for _ in range(m)]
+    for net in nets:
+        net.train()
+        F.cross_entropy(net(d.x_train[:B]), d.y_train[:B]).backward()
+    parts = {
+        f"initmem M={m} train ({steps} steps)": t.train_epoch,
+        f"initmem M={m} val inference": lambda: evaluate(t.model, t.data.x_val, t.data.y_val, m, t.autocast),
+        f"bare x{m} train ({steps} steps)": lambda: [F.cross_entropy(net(d.x_train[s * B:(s + 1) * B]),
+                                                                     d.y_train[s * B:(s + 1) * B]).backward()
+                                                     for net in nets for s in range(steps)],
+        f"bare x{m} val inference": lambda: [F.cross_entropy(net.eval()(d.x_val[i:i + 1000]), d.y_val[i:i + 1000])
+                                             for net in nets for i in range(0, len(d.y_val), 1000)],
+    }
+    for name, fn in parts.items():
+        grad = torch.no_grad() if "inference" in name else torch.enable_grad()
+        with grad, prof(activities=[ProfilerActivity.CPU]) as p:
+            fn()
+        total = sum(e.self_cpu_time_total for e in p.key_averages()) / 1e6
+        print(f"\n=== {name}: {total:.2f} s of self CPU time")
+        print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+        for net in nets:
+            net.train()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3)
@@ -99,12 +132,17 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--profile", type=int, default=0, metavar="M",
+                    help="instead of timing: profile initmem at M runs and M bare runs (train and val inference)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if DATA.exists():
         data = load_splits(path=DATA, train_subset=B * args.steps, eval_subset=args.eval)
     else:
         data = load_splits("synthetic", train_subset=B * args.steps, eval_subset=args.eval)
+    if args.profile:
+        profile(args.profile, data, args.steps, args.width)
+        return
     scale_train = math.ceil(TRAIN / B) / args.steps   # updates per epoch / measured updates
     scale_eval = EVAL / args.eval                     # per split
     best: dict[tuple[str, int], float] = {}

@@ -258,6 +258,12 @@ class PackedOptimizer:
         if "m" in self.slot_bufs:
             self._m_mu, self._m_rest = self.slot_bufs["m"][0][:k], self.slot_bufs["m"][0][k:]
 
+    def persistent_tensors(self) -> list[Tensor]:
+        """Every buffer the update writes or reads across steps (for torch._dynamo.mark_static_address)."""
+        out = [self.flat, self.flat_grad, self.scratch, self.lr_full, self.run_index, self.hparams]
+        out += [b for b, _ in self.slot_bufs.values()] + ([self.u] if self.n_muon else [])
+        return out
+
     # --- per-step hyperparameters -------------------------------------------------------------------
     @staticmethod
     def _bias_correction(t: int, dtype: torch.dtype) -> tuple[float, float]:

@@ -116,6 +116,11 @@ class PackTrainer:
         if self.cfg.compile:
             cuda = self.device.type == "cuda"
             kw = {"backend": compile_backend} if compile_backend else {"mode": "reduce-overhead" if cuda else "default"}
+            import torch._dynamo as dynamo
+            # tensors the step mutates in place live at fixed addresses: CUDA graphs replay on them
+            # instead of copying them in (and skipping capture for mutated inputs)
+            for x in self.opt.persistent_tensors() + [self.active_t, self.loss_sum, self.correct]:
+                dynamo.mark_static_address(x)
             self.forward = torch.compile(self.model, **kw)   # evaluation
             self.step_fn = torch.compile(self.train_step, fullgraph=True, **kw)  # the whole step, one graph
         self.data_gens = run_generators([r.seed for r in runs], stream=1)

@@ -150,7 +150,7 @@ def test_the_optimizer_counter_advances_once_per_step(data):
     assert t.opt.iterations == t.step == 3
 
 
-@pytest.mark.parametrize("optimizer", ("adamw", "muon"))
+@pytest.mark.parametrize("optimizer", ("adamw", pytest.param("muon", marks=pytest.mark.slow)))
 def test_compiled_step_is_one_graph_bit_identical_and_never_recompiles(data, optimizer):
     # torch.compile(fullgraph=True) of the whole step; aot_eager needs no code generation (fast on CPU)
     import torch._dynamo

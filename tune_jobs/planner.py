@@ -8,7 +8,10 @@ pack size that defaults from the device:
   - cuda: as many runs as fit in GPU memory (GPU_MEMORY_FRACTION of it, after the data), from an
     analytic model of weights + gradients + optimizer state + saved activations per run; a group
     too big for one GPU is split into equal packs;
-  - cpu: CPU_PACK_SIZE runs (lockstep packing pays little on a CPU, small packs keep trials short).
+  - cpu: CPU_PACK_SIZE = 1 run: packing never pays on a CPU (issue 10: bench/bench_train.py on 2 cores,
+    M = 4 cost 1.34x per run of bare runs, M = 1 1.01x; the profile puts the extra time in oneDNN's
+    grouped convolutions, 2.2x slower in inference than 4 separate convolutions), and a CPU has no
+    launch overhead for a pack to amortise. --max-pack-size still packs on CPU.
 Each pack is one Tune trial.
 
 Cost: FLOPs per run are counted analytically from the architecture (3x3 conv multiply-adds at
@@ -32,7 +35,7 @@ from typing import Sequence
 
 from initmem.config import AUTO_PRECISION, ConfigError, RunConfig, group_by_pack_key, group_into_packs, pack_id
 
-CPU_PACK_SIZE = 4            # default max pack size on CPU workers
+CPU_PACK_SIZE = 1            # default max pack size on CPU workers (packing does not pay there)
 GPU_MEMORY_FRACTION = 0.75   # share of GPU memory packs may plan to use (allocator slack, cuDNN workspaces)
 DEFAULT_GPU_MEMORY_GB = 80.0  # assumed when no GPU is visible to the planner (H100 / A100 80GB)
 # GPU memory by Ray's accelerator_type resource (what a cluster's GPU nodes advertise).
