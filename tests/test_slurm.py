@@ -6,6 +6,7 @@ mid-run, resubmit the same command, nothing lost or duplicated (slow).
     slurm/local-slurm.sh start && python -m pytest -m slow tests/test_slurm.py   # ~4 min on 2 CPU cores
 """
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from initmem.results import read_epochs, read_runs
+from tune_jobs.catalogue import get_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 SBATCH = REPO / "slurm" / "initmem.sbatch"
@@ -127,6 +129,11 @@ def _wait_end(job: str, timeout_s: float) -> tuple[str, str]:
     raise AssertionError(f"job {job} still {state} after {timeout_s:.0f}s")
 
 
+def _smoke_runs():
+    """The runs the sbatch'ed command plans: the main grid's smoke on synthetic data."""
+    return get_experiment("main_grid").runs("smoke", {"dataset": "synthetic"})
+
+
 def _final_packs(results: Path) -> int:
     try:
         runs = read_runs(str(results), columns=["pack_id", "status"])
@@ -163,7 +170,9 @@ def test_sbatch_smoke_scancel_mid_run_and_resubmit_completes(tmp_path):
     assert state == "CANCELLED", state
     done = read_runs(str(results), columns=["pack_id", "status"])
     finished = [p for p, s in done.groupby("pack_id")["status"] if (s != "running").all()]
-    assert 3 <= len(finished) < 10, f"{len(finished)} packs finished before the cancel: not mid-run"
+    planned = _smoke_runs()
+    n_packs = len(json.loads((results / "plan.json").read_text())["packs"])
+    assert 3 <= len(finished) < n_packs, f"{len(finished)} of {n_packs} packs finished before the cancel: not mid-run"
     before = {p: _pack_files(results, p) for p in finished}
     ray_tmp = f"/tmp/ray-{first}"
     time.sleep(5)
@@ -174,13 +183,15 @@ def test_sbatch_smoke_scancel_mid_run_and_resubmit_completes(tmp_path):
     state, code = _wait_end(second, 600)
     out = "".join(p.read_text() for p in tmp_path.glob("second-*.out"))
     assert state == "COMPLETED" and code == "0:0", f"{state} {code}\n{out[-5000:]}"
-    assert "resuming the Tune experiment" in out and "finished    20/20 runs" in out
+    n = len(planned)
+    assert "resuming the Tune experiment" in out and f"finished    {n}/{n} runs" in out
     assert "initmem.sbatch: job" in out and "1 node(s)" in out
 
     runs = read_runs(str(results))
-    assert len(runs) == 20 and runs["run_id"].is_unique and set(runs["status"]) == {"completed"}
+    assert sorted(runs["run_id"]) == sorted(r.run_id for r in planned) and set(runs["status"]) == {"completed"}
     epochs = read_epochs(str(results))  # raises on a duplicated (run_id, epoch)
-    assert len(epochs) == 20 * 3
-    assert all(sorted(g) == [0, 1, 2] for _, g in epochs.groupby("run_id")["epoch"])
+    want = {r.run_id: list(range(r.epochs + 1)) for r in planned}  # epoch 0 (before any update) .. epochs
+    assert len(epochs) == sum(map(len, want.values()))
+    assert all(sorted(g) == want[rid] for rid, g in epochs.groupby("run_id")["epoch"])
     for p in finished:  # finished before the cancel: not trained again
         assert _pack_files(results, p) == before[p], p
