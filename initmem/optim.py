@@ -319,7 +319,8 @@ class PackedOptimizer:
 
     @torch.no_grad()
     def update(self, grads: Sequence[Tensor | None], hparams: Tensor, active: Tensor | None = None) -> None:
-        """The update from explicit gradients (model order; None = skip that variable) and the (3, M)
+        """The update from explicit gradients (model order; None = skip that variable; a list is emptied
+        once they are gathered, so they can be freed early) and the (3, M)
         hyperparameters of ``hyper`` (any device).  No host sync: capturable in one graph.  It does not
         advance ``iterations`` (a host counter a graph must not read): the caller does, as step() does."""
         opt = self.optimizer
@@ -329,41 +330,47 @@ class PackedOptimizer:
         else:
             torch._foreach_copy_([v for v, ok in zip(self.grad_views, present) if ok],
                                  [g for g in grads if g is not None])
+        if isinstance(grads, list):
+            grads.clear()   # the caller's gradients can be freed before the update's temporaries exist
         self.hparams.copy_(hparams)
         lr_row, wd_row, alpha_row = self._hp_rows
         torch.index_select(lr_row, 0, self.run_index, out=self.lr_full)
         lr, g, w, new_w = self.lr_full, self.flat_grad, self.flat, self.scratch
         # (target, new value, first element): what the mask writes back at the end
         out: list[tuple[Tensor, Tensor, int]] = [(w, new_w, 0)]
+        # In-place arithmetic on scratch (the gathered gradients, temporaries) keeps the peak low; each
+        # in-place op computes the same IEEE product/sum as Keras's expression (a*b == b*a bitwise).
         if opt == "sgd":
-            torch.sub(w, g * lr, out=new_w)
+            torch.sub(w, g.mul_(lr), out=new_w)                                # w - g*lr
         elif opt == "sgd_momentum":
             vel_buf = self.slot_bufs["velocity"][0]
-            vel = vel_buf * self.momentum - g * lr
+            vel = (vel_buf * self.momentum).sub_(g.mul_(lr))                    # v*mu - g*lr
             torch.add(w, vel, out=new_w)
             out.append((vel_buf, vel, 0))
         else:
             if opt != "adam":   # decoupled decay first, on every variable (Keras base optimizer)
-                wd = torch.index_select(wd_row, 0, self.run_index)
-                torch.sub(w, w * wd * lr, out=new_w)
+                torch.index_select(wd_row, 0, self.run_index, out=new_w)
+                torch.sub(w, new_w.mul_(w).mul_(lr), out=new_w)                # w - (w*wd)*lr
             k = self.n_muon
             if k:
                 mu = MUON_MOMENTUM
-                m_mu = self._m_mu + (self._g_mu + self._m_mu * (mu - 1))
-                torch.add(self._g_mu, mu * m_mu, out=self.u)
+                m_mu = (self._m_mu * (mu - 1)).add_(self._g_mu).add_(self._m_mu)  # m + (g + m*(mu-1))
+                torch.mul(m_mu, mu, out=self.u).add_(self._g_mu)                 # u = g + mu*m
                 for u_g, w_g, lr_g, scale in self.muon_groups:
                     w_g.sub_((lr_g * newton_schulz5(u_g)) * scale)
                 out.append((self._m_mu, m_mu, 0))
             if k < w.shape[0]:
-                alpha = torch.index_select(alpha_row, 0, self._run_rest)
                 gr, mr, vr = self._g_rest, self._m_rest, self.slot_bufs["v"][0]
-                m_new = torch.lerp(mr, gr, 1 - ADAM_BETA_1)            # m + (g - m) * (1 - b1), one op
-                v_new = torch.lerp(vr, gr.square(), 1 - ADAM_BETA_2)   # v + (g^2 - v) * (1 - b2)
-                step = (m_new * alpha) / (torch.sqrt(v_new) + EPSILON)
+                gsq = gr.square()
+                v_new = torch.lerp(vr, gsq, 1 - ADAM_BETA_2, out=gsq)          # v + (g^2 - v) * (1 - b2)
+                m_new = torch.lerp(mr, gr, 1 - ADAM_BETA_1, out=gr)            # m + (g - m) * (1 - b1)
+                step = torch.index_select(alpha_row, 0, self._run_rest).mul_(m_new)
+                step.div_(torch.sqrt(v_new).add_(EPSILON))                       # m*alpha / (sqrt(v) + eps)
                 if opt == "adam":
                     torch.sub(self._w_rest, step, out=self._new_w_rest)
                 else:
                     self._new_w_rest.sub_(step)
+                del step
                 out += [(mr, m_new, k), (vr, v_new, k)]
         if not all(present):   # a variable without gradient keeps weights and state (not in the train loop)
             for name, ok in zip(self.names, present):

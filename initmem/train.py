@@ -153,7 +153,7 @@ class PackTrainer:
         logits = logits.to(self.dtype)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.m, -1).mean(1)
         loss = ce + l2_penalty(self.kernels, self.l2) if self.has_l2 else ce   # (M,) Keras loss per run
-        grads = torch.autograd.grad(loss.sum(), self.params)                   # runs share no parameter
+        grads = list(torch.autograd.grad(loss.sum(), self.params))             # runs share no parameter
         with torch.no_grad():
             finite = torch.isfinite(loss)
             self.active_t.logical_and_(finite)                                 # freeze at the last finite state

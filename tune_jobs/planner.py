@@ -46,9 +46,23 @@ DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.30}  # achieved fraction of peak (p
 # TF32 runs on the CUDA cores). A CPU core: AVX2/AVX-512 FMA at ~2.5 GHz.
 GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
 CPU_CORE_PEAK_GFLOPS = {"fp64": 25.0, "fp32": 50.0, "tf32": 50.0, "bf16": 50.0}
-# Bytes of per-parameter state during training: weights + gradients + optimizer buffers (+1 temp).
-STATE_COPIES = {"sgd": 3, "sgd_momentum": 4, "adam": 5, "adamw": 5, "muon": 5, "muon_conv": 5}
-SAVED_PER_CONV = 4  # activation tensors kept for backward per conv layer (conv out, norm out/stats, relu, pool/add)
+# Per-parameter copies held during training: weights, the optimizer's flat gradient and scratch
+# buffers, lr per element and the int32 run index, optimizer slots, and the gradients autograd is
+# producing at the backward peak. Measured on CPU with bench/bench_memory.py (issue 10: the fit's
+# state term / (4 bytes x parameters) at widths 0.5 and 1): sgd 5.7, adamw 7.7, muon 7.7;
+# sgd_momentum (+velocity) and muon_conv (+Newton-Schulz input of the conv kernels) by one copy more.
+STATE_COPIES = {"sgd": 5.7, "sgd_momentum": 6.7, "adam": 7.7, "adamw": 7.7, "muon": 7.7, "muon_conv": 8.7}
+# Activation tensors kept for backward per conv layer, in output-sized floats: measured 2.5 (the
+# fit's bytes per image / (4 x sum of conv output sizes), ResNet-9 at widths 0.5 and 1).
+SAVED_PER_CONV = 2.5
+# Measured per-run bytes = state[optimizer] + per_image * batch_size, fp32, one step's peak tensor
+# memory on CPU (bench/bench_memory.py --widths 1 0.5 --batches 16 64 128 --optimizers sgd adamw muon;
+# allocation sizes are the same on a GPU, whose workspaces GPU_MEMORY_FRACTION leaves room for).
+# Used instead of the analytic model where the (arch, width) and optimizer are in the table.
+MEASURED_RUN_BYTES = {
+    ("resnet9", 1.0): ({"sgd": 149.47e6, "adam": 202.27e6, "adamw": 202.27e6, "muon": 202.23e6}, 3.776e6),
+    ("resnet9", 0.5): ({"sgd": 36.78e6, "adam": 49.96e6, "adamw": 49.96e6, "muon": 49.96e6}, 1.916e6),
+}
 
 
 # --- architectures, analytically ------------------------------------------------------------------
@@ -108,9 +122,15 @@ def _bytes(precision: str) -> int:
 
 
 def run_memory_bytes(cfg: RunConfig) -> float:
-    """Device memory one run of a pack needs while training (state + one batch of activations)."""
+    """Device memory one run of a pack needs while training (state + one batch of activations):
+    the measured table where it has the configuration, else the analytic model (calibrated on it)."""
     precision = cfg.effective_precision
-    state = n_params(cfg.arch, cfg.width) * STATE_COPIES[cfg.optimizer] * (8 if precision == "fp64" else 4)
+    word = 8 if precision == "fp64" else 4
+    measured = MEASURED_RUN_BYTES.get((cfg.arch, float(cfg.width)))
+    if measured is not None and cfg.optimizer in measured[0]:
+        state, per_image = measured
+        return state[cfg.optimizer] * word / 4 + per_image * cfg.batch_size * _bytes(precision) / 4
+    state = n_params(cfg.arch, cfg.width) * STATE_COPIES[cfg.optimizer] * word
     acts = activation_floats(cfg.arch, cfg.width) * cfg.batch_size * _bytes(precision)
     return state + acts
 
@@ -273,9 +293,10 @@ def make_packs(runs: Sequence[RunConfig], device: Device, cap: int | None = None
 
 
 def _on_device(r: RunConfig, kind: str) -> RunConfig:
-    """r moved to the device kind with precision=auto resolved for it (one replace: it validates)."""
+    """r moved to the device kind with precision=auto resolved for it (one replace: it validates).
+    A CPU run keeps auto (it hashes and runs as fp32 there; no new object, no new hash)."""
     changes = {} if r.device == kind else {"device": kind}
-    if r.precision == "auto":
+    if r.precision == "auto" and (changes or kind == "cuda"):
         changes["precision"] = AUTO_PRECISION[kind]
     return r.replace(**changes) if changes else r
 
