@@ -6,15 +6,16 @@ progress callback, the Parquet results) with train_pack replaced by the instant 
 (tune_jobs.standin.instant_train_pack: 300 epochs of schema-correct rows per run, a checkpoint
 every 10 epochs). Local Ray on this machine's CPUs.
 
-Default --device cuda plans the packs as the full preset runs on GPU workers (whole pack-key groups
-up to the 80 GB memory bound: 87 trials on the synthetic set, 88 on CIFAR-10's larger train split)
-while each trial takes CPU only. --device cpu plans CPU packs of 4 (1,575 trials); pass
+Default --device cuda plans the packs as the full preset runs on GPU workers (pack-key groups up
+to the planner's 80 GB memory bound) while each trial takes CPU only. --device cpu plans CPU packs
+of tune_jobs.planner.CPU_PACK_SIZE runs (1 since issue 10: 6,250 trials); pass
 --checkpoint-every 300 with it to keep one report per trial.
 
 Prints: wall seconds (target <= 120 s on 2 cores), driver peak RSS (target <= 1.5 GB), the
 number of run rows in the Parquet (6,250) and of epoch rows, and whether every target holds.
-Measured on 2 cores: 43-74 s, 0.28 GB (88 trials; 55 s, 0.29 GB with the 87 of today's planner);
---device cpu --checkpoint-every 300: 72-90 s, 0.91 GB (1,575 trials).
+Measured on 2 cores before issue 10's planner changes (measured memory model, CPU packs of 1):
+43-74 s, 0.28 GB (88 trials; 55 s, 0.29 GB with 87); --device cpu --checkpoint-every 300:
+72-90 s, 0.91 GB (1,575 trials of 4 runs). Not re-measured with today's trial counts.
 """
 
 from __future__ import annotations
