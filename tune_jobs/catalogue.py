@@ -196,7 +196,7 @@ NORM_AUG = _experiment(
     [Grid({"arch": "resnet9", "augment": True},
           {"norm": ("batchnorm", "layernorm"), "optimizer": ("sgd", "adam"), "batch_size": (16, 128),
            "sigma_w": SIGMA5, "seed": SEEDS5})],
-    200)
+    200, batch_size=(16,))  # smoke: b=16 only; LayerNorm packs cost ~2.3x BatchNorm ones (b 16+32: 440 CPU s)
 
 BEST_RECIPE = _experiment(
     "best_recipe", "200 ep cosine + augmentation: sgd_momentum (lr0 0.1, mu 0.9, L2 5e-4) vs adam (1e-3), "
