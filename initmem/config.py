@@ -208,7 +208,8 @@ def _coerce(name: str, value: Any) -> Any:
         if typ == "float":
             return float(value)
     except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a valid {typ}") from None
+        allowed = {f.name: f.metadata["allowed"] for f in fields(RunConfig)}[name]
+        raise ConfigError(f"{name}={value!r} is not a valid {typ}; allowed: {allowed}") from None
     return value
 
 

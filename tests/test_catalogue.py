@@ -99,12 +99,15 @@ def test_smoke_presets_are_tiny_and_same_shape(full, smoke):
             expect = {SMOKE_SGD_LR0} if r.optimizer == "sgd" and full_lr["sgd"] == {1e-3} else full_lr[r.optimizer]
             assert r.lr0 in expect, (name, r.optimizer, r.lr0)
         assert set(values(runs, "batch_size")) <= set(SMOKE_BATCH) and len(values(runs, "batch_size")) <= 2
-        if len(values(full[name], "batch_size")) > 1 and name != "depth":
+        if len(values(full[name], "batch_size")) > 1 and name not in ("depth", "norm_aug"):  # those two: b=16 only
             assert values(runs, "batch_size") == [16, 32], name
     assert len(smoke["main_grid"]) == 20 and values(smoke["main_grid"], "optimizer") == sorted(OPT5)
     assert {(r.optimizer, r.lr0) for r in smoke["main_grid"]} == {("sgd", 1e-2), ("sgd_momentum", 1e-3), ("adam", 1e-3),
                                                                    ("adamw", 1e-3), ("muon", 1e-3)}
     assert {(r.batch_size, r.epochs) for r in smoke["main_grid"]} == {(16, 2), (32, 4)}
+    assert values(smoke["depth"], "batch_size") == values(smoke["norm_aug"], "batch_size") == [16]  # cost: one b
+    assert values(smoke["norm_aug"], "norm") == ["batchnorm", "layernorm"] and len(smoke["norm_aug"]) == 8
+    assert values(smoke["depth"], "arch") == ["r9_avgpool", "resnet110", "resnet56"] and len(smoke["depth"]) == 6
     assert values(smoke["lr_l2"], "lr0") == [1e-3, 1e-1]  # an lr0 axis is the experiment's question: kept
     sgdm = [r for r in smoke["best_recipe"] if r.optimizer == "sgd_momentum"]
     assert {(r.lr0, r.l2, r.momentum) for r in sgdm} == {(0.1, 5e-4, 0.9)}

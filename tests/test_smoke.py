@@ -6,7 +6,10 @@ Both tests run the real thing on the shared CIFAR-10 copy (skipped without it): 
 first command exactly as written, from a checkout-like folder whose ../shared is the shared data,
 and every other experiment's smoke preset through its own module. The wall-time bound is the
 README's 3 minutes times max(1.25, load average / CPUs), so a machine that other work loads
-stretches the bound in proportion and a quiet CI machine holds the code to the claim.
+stretches the bound in proportion and a quiet CI machine holds the code to the claim. Ray starts
+its workers at nice 15, which on a machine shared with other work starves them far below their
+fair share (seen: 12% of a core each at load 10); the tests run them at nice 0
+(RAY_worker_niceness=0) so that the load-scaled bound is fair. On a quiet machine nothing changes.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def readme_main_job() -> str:
 
 def _env() -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_worker_niceness": "0"}  # see the module docstring
     env.pop("RAY_ADDRESS", None)  # a local Ray on loopback, as for a new user
     return env
 
@@ -56,7 +60,7 @@ def _bound(wall: float) -> tuple[float, str]:
 
 def _run(cmd: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - start
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc, wall

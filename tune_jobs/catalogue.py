@@ -17,9 +17,10 @@ makes at least SMOKE_UPDATES = 300 updates (b=16: 2 epochs, b=32: 4): by then Ke
 moving statistics (momentum 0.99) keep 0.99**300 = 5% of their initial values, and the networks
 learn (main grid smoke, better sigma: >= 20% test accuracy, >= 30% for adam/adamw/muon). Plain
 sgd at lr0 1e-3 barely moves in 300 updates (14.6% test accuracy), so the smokes train plain sgd
-at SMOKE_SGD_LR0 = 1e-2 where the full grid has 1e-3 (main_grid, long_sgd, norm_aug, depth; the
-one learning rate a smoke changes; lr_l2's lr0 axis is kept). Each smoke finishes on 2 CPU
-cores in under 3 minutes and exercises every code path of the full preset.
+at SMOKE_SGD_LR0 = 1e-2 where the full grid has 1e-3 (main_grid, long_sgd, norm_aug; the one
+learning rate a smoke changes; lr_l2's lr0 axis is kept). Each smoke finishes on 2 CPU cores in
+about 3 minutes at most (bench/bench_smoke.py) and exercises every code path of the full preset;
+depth's and norm_aug's smokes train b=16 only and depth's adam only, to stay within that.
 
 A user grid is a YAML or Python file of the same shape (see USER_GRID_HELP); its fields are the
 RunConfig fields.
@@ -196,7 +197,7 @@ NORM_AUG = _experiment(
     [Grid({"arch": "resnet9", "augment": True},
           {"norm": ("batchnorm", "layernorm"), "optimizer": ("sgd", "adam"), "batch_size": (16, 128),
            "sigma_w": SIGMA5, "seed": SEEDS5})],
-    200)
+    200, batch_size=(16,))  # smoke: b=16 only; LayerNorm packs cost ~2.3x BatchNorm ones (b 16+32: 440 CPU s)
 
 BEST_RECIPE = _experiment(
     "best_recipe", "200 ep cosine + augmentation: sgd_momentum (lr0 0.1, mu 0.9, L2 5e-4) vs adam (1e-3), "

@@ -75,7 +75,7 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--list", action="store_true", help="list the catalogue and exit")
     p.add_argument("--preset", choices=PRESETS, default="smoke",
                    help="smoke: the same grid cut to 2 sigmas, 1 seed, b 16 and 32, width 1/8 on 2,400 images, "
-                        ">= 300 updates per run, <= 3 minutes on 2 CPU cores; full: the paper's grid; "
+                        ">= 300 updates per run, about 3 minutes at most on 2 CPU cores; full: the paper's grid; "
                         f"allowed: {', '.join(PRESETS)}; default: smoke")
     p.add_argument("--storage", default=None, metavar="PATH_OR_URI",
                    help="folder or URI (s3://, gs://) for results and Tune state, one folder per experiment "
