@@ -38,6 +38,17 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def final_packs(results) -> int:
+    """Packs whose runs all have a final status in the runs Parquet under `results` (0 while none is
+    readable: a file may be mid-replace)."""
+    from initmem.results import read_runs
+    try:
+        runs = read_runs(str(results), columns=["pack_id", "status"])
+    except Exception:  # noqa: BLE001 - a file being replaced
+        return 0
+    return int(runs.groupby("pack_id")["status"].agg(lambda s: (s != "running").all()).sum()) if len(runs) else 0
+
+
 def end_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     """Signal a process this helper started in its own session, and everything in its group."""
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from initmem.results import read_epochs, read_runs
+from loopback_cluster import final_packs
 from tune_jobs.catalogue import get_experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,14 +135,6 @@ def _smoke_runs():
     return get_experiment("main_grid").runs("smoke", {"dataset": "synthetic"})
 
 
-def _final_packs(results: Path) -> int:
-    try:
-        runs = read_runs(str(results), columns=["pack_id", "status"])
-    except Exception:  # noqa: BLE001 - a file being replaced
-        return 0
-    return int(runs.groupby("pack_id")["status"].agg(lambda s: (s != "running").all()).sum()) if len(runs) else 0
-
-
 def _pack_files(results: Path, pack: str) -> dict[str, int]:
     files = [results / "runs" / f"{pack}.parquet", *sorted((results / "epochs" / pack).glob("*.parquet"))]
     return {str(f): f.stat().st_mtime_ns for f in files}
@@ -157,7 +150,7 @@ def test_sbatch_smoke_scancel_mid_run_and_resubmit_completes(tmp_path):
     first = _submit(tmp_path, storage, "first")
     try:
         deadline = time.time() + 420
-        while _final_packs(results) < 3:
+        while final_packs(results) < 3:
             state, _ = _state(first)
             assert state in ("PENDING", "RUNNING", "CONFIGURING"), \
                 f"job {first} is {state} before 3 packs finished: " + "".join(

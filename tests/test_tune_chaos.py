@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from initmem.results import read_epochs, read_runs
-from loopback_cluster import REPO, LoopbackCluster, end_group
+from loopback_cluster import REPO, LoopbackCluster, end_group, final_packs
 
 pytestmark = pytest.mark.slow
 CHAOS_PERIOD_S = 15.0   # seconds between node kills
@@ -45,14 +45,6 @@ def _cmd(grid: Path, storage: Path, address: str) -> list[str]:
     return [sys.executable, "-m", "tune_jobs", str(grid), "--preset", "full", "--storage", str(storage),
             "--address", address, "--checkpoint-every", "1", "--max-pack-size", "2", "--max-failures", "50",
             "--no-report"]
-
-
-def _final_packs(results: Path) -> int:
-    try:
-        runs = read_runs(str(results), columns=["pack_id", "status"])
-    except Exception:  # noqa: BLE001 - a file being replaced
-        return 0
-    return int(runs.groupby("pack_id")["status"].agg(lambda s: (s != "running").all()).sum()) if len(runs) else 0
 
 
 def _running_packs(results: Path) -> int:
@@ -113,7 +105,7 @@ def test_node_loss_and_driver_kill_leave_exactly_the_uninterrupted_results(tmp_p
         try:
             deadline = time.time() + 900
             while time.time() < deadline and first.poll() is None:
-                if _final_packs(results) >= 3 and _running_packs(results) >= 1:
+                if final_packs(results) >= 3 and _running_packs(results) >= 1:
                     break
                 time.sleep(0.2)
             assert first.poll() is None, "the driver ended before it could be killed:\n" + \

@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from initmem.results import read_epochs, read_runs
+from loopback_cluster import free_ports
 from tune_jobs.catalogue import EXPERIMENTS, experiment_from_spec
 from tune_jobs.runner import SweepOptions, run_sweep
 from tune_jobs.standin import CrashOnce
@@ -33,17 +33,6 @@ VOLATILE_RUN_COLUMNS = ["wall_time_s", "updated_at"]
 
 def _sorted(df: pd.DataFrame, keys) -> pd.DataFrame:
     return df.sort_values(keys).reset_index(drop=True)
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _end_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
@@ -150,7 +139,7 @@ def test_driver_killed_mid_experiment_rerun_completes(tmp_path):
 
 
 def test_ray_job_submit_smoke_main_grid_on_a_loopback_head(tmp_path):
-    gcs, dash, client, agent, metrics, renv = _free_ports(6)
+    gcs, dash, client, agent, metrics, renv = free_ports(6)
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
