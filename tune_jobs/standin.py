@@ -124,20 +124,28 @@ def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | Resu
 
 
 class CrashOnce:
-    """Wrap a train function: exit the process right after the checkpoint of `after_epoch`, once.
+    """Wrap a train function: kill the process once, in the epoch after the checkpoint of `after_epoch`.
 
-    The marker file (shared by all attempts) is created just before the exit; its presence makes
-    later attempts train normally. Picklable, so Tune can ship it to a worker.
+    The checkpoint of `after_epoch` is reported and the marker file (shared by all attempts) is
+    created; at the next epoch's checkpoint, after its epochs file is written but before Tune hears
+    of it, the process exits without cleanup, like a worker killed mid-epoch. (Exiting in the
+    instant after a report can lose the report itself in flight to the driver, and the retry then
+    starts from scratch.) The marker (it starts with the pack id) makes later attempts train normally. Picklable, so Tune can
+    ship it to a worker.
     """
 
     def __init__(self, train_fn: Callable, marker: str, after_epoch: int = 1):
         self.train_fn, self.marker, self.after_epoch = train_fn, str(marker), after_epoch
 
     def __call__(self, runs, data, *args, on_checkpoint=None, **kwargs):
+        armed = []  # this attempt wrote the marker
+
         def hook(epoch, directory):
+            if armed and epoch > self.after_epoch:
+                os._exit(17)  # no cleanup, no exception: like a killed worker
             if on_checkpoint is not None:
                 on_checkpoint(epoch, directory)
             if epoch == self.after_epoch and not os.path.exists(self.marker):
-                Path(self.marker).write_text(f"crashed after the checkpoint of epoch {epoch}\n")
-                os._exit(17)  # no cleanup, no exception: like a killed worker
+                Path(self.marker).write_text(f"{pack_id(runs)} crashed after the checkpoint of epoch {epoch}\n")
+                armed.append(True)
         return self.train_fn(runs, data, *args, on_checkpoint=hook, **kwargs)
