@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from initmem.config import RunConfig
 from initmem.results import resolve
 
-PLAN_FILE, TUNE_DIR = "plan.json", "tune"
+PLAN_FILE, TUNE_DIR = "plan.json", "tune"  # the sweep layout under <storage>/<experiment> (runner.py uses these)
 FINAL = ("completed", "early_stopped", "diverged")
 
 
