@@ -6,14 +6,16 @@ length M.  Runs never interact: each update of slice m reads only slice m (eleme
 per-slice Frobenius norms, batched matmuls), so a NaN in one run cannot reach another, and a run
 marked inactive keeps its parameters and optimizer state exactly as they were.
 
-    from initmem.optim import PackedOptimizer, schedule_factor, l2_penalty
-    opt = PackedOptimizer(model.named_parameters(), kinds, "adamw")
+    from initmem.optim import PackedOptimizer, schedule_factor
+    opt = PackedOptimizer(model.named_parameters(), kinds, "adamw", l2=l2)   # l2: (M,) or None
     for k in range(K):
-        loss = (ce_per_run + l2_penalty(kernels, l2)).sum(); loss.backward()
+        loss = ce_per_run + opt.kernel_penalty()       # the Keras loss per run (the L2 term's value)
+        ce_per_run.sum().backward()                    # the L2 term's gradient is the optimizer's
         opt.step(lr0 * schedule_factor(k, K, alpha, "cosine"), weight_decay, active)
 
 The arithmetic follows Keras's own operation order (not PyTorch's optimizers):
 
+* L2 (a loss term, Keras kernel_regularizer): g <- g + 2*l2*W on conv and dense kernels, first
 * sgd:           w <- w - g*lr
 * sgd_momentum:  v <- v*mu - g*lr;  w <- w + v                       (no Nesterov)
 * adam:          alpha = lr*sqrt(1-b2^t)/(1-b1^t), t = iterations+1
@@ -45,6 +47,7 @@ from initmem.config import OPTIMIZERS
 from initmem.metrics import lr_schedule
 
 KINDS = ("conv", "dense", "bias", "norm")
+KERNEL_KINDS = ("conv", "dense")   # what Keras's kernel_regularizer (the L2 term) penalises
 
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
@@ -63,47 +66,64 @@ def schedule_factor(k: int, total_steps: int, alpha: float, schedule: str) -> fl
     return lr_schedule(k, total_steps, 1.0, alpha, schedule)
 
 
-def l2_penalty(kernels: Sequence[Tensor], l2: Tensor) -> Tensor:
-    """Keras L2 penalty per run: l2[m] * sum over kernels of sum(W[m]**2); shape (M,).
-
-    Summed the way Keras sums layer losses: sum over kernels of (l2 * sum(W**2)).
-    Differentiable (train.py adds it to each run's loss; autograd gives 2*l2*W).
-    """
-    kernels = list(kernels)
-    if not kernels:
-        raise ValueError("l2_penalty needs at least one kernel")
-    m = kernels[0].shape[0]
-    total = None
-    for w in kernels:
-        if w.shape[0] != m:
-            raise ValueError(f"kernel with run dimension {w.shape[0]} in a pack of {m}")
-        c = torch.as_tensor(l2, dtype=w.dtype, device=w.device).reshape(-1).expand(m)
-        term = c * w.reshape(m, -1).square().sum(dim=1)
-        total = term if total is None else total + term
-    return total
-
-
 def newton_schulz5(u: Tensor, steps: int = MUON_NS_STEPS, dtype: torch.dtype | None = None) -> Tensor:
-    """Keras Muon's zeropower_via_newtonschulz5 on a batch (N, rows, cols), per slice.
+    """Keras Muon's zeropower_via_newtonschulz5 on a batch (N, rows, cols), per slice: a new tensor in
+    u's dtype, computed in ``dtype`` (default NS_DTYPE = float32).  See NewtonSchulz."""
+    ns = NewtonSchulz(tuple(u.shape), NS_DTYPE if dtype is None else dtype, u.device, steps)
+    return ns(u).to(u.dtype)
 
-    Computed in ``dtype`` (default NS_DTYPE = float32) and returned in u's dtype.  Each slice is
-    divided by its own Frobenius norm; the matmuls are batched, so slices never mix.  Four ops
-    per iteration: A = X X^T (bmm), B = b*A + c*(A A) and X = a*X + B X (one baddbmm each).
+
+class NewtonSchulz:
+    """Newton-Schulz on one batch shape (N, rows, cols) with buffers of its own, so a step allocates
+    nothing and dispatches 3 + 3 * steps ops: ||X||_F (per slice), + eps, X = U / norm, then per
+    iteration A = X X^T (bmm), B = b*A + c*(A A) and X = a*X + B X (one baddbmm each), ping-ponging
+    between two buffers whose transposes are views made once (no transpose op per iteration).
+
+    Keras transposes a tall slice (rows > cols) first and back at the end; here the last iteration
+    writes through the transposed view of ``out``, so the result lands in u's layout.  ``out``
+    (N, rows, cols) contiguous, in ``dtype``, may be u's own storage (the optimizer passes its u
+    buffer): U is read only before the first write.  Each slice is divided by its own norm and the
+    matmuls are batched, so slices never mix.
     """
-    a, b, c = MUON_ABC
-    out_dtype = u.dtype
-    x = u.to(NS_DTYPE if dtype is None else dtype)
-    tall = x.shape[-2] > x.shape[-1]
-    if tall:
-        x = x.mT
-    x = x / (torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True) + NS_EPS)
-    for _ in range(steps):
-        temp_a = torch.bmm(x, x.mT)
-        temp_b = torch.baddbmm(temp_a, temp_a, temp_a, beta=b, alpha=c)   # Keras: b * A + c * A @ A
-        x = torch.baddbmm(x, temp_b, x, beta=a)
-    if tall:
-        x = x.mT
-    return x.to(out_dtype)
+
+    def __init__(self, shape: tuple[int, int, int], dtype: torch.dtype, device, steps: int = MUON_NS_STEPS,
+                 out: Tensor | None = None):
+        n, rows, cols = shape
+        self.tall, self.steps, self.dtype = rows > cols, steps, dtype
+        r, c = (cols, rows) if self.tall else (rows, cols)        # oriented: r <= c
+        dd = dict(dtype=dtype, device=device)
+        self.out = torch.empty(n, rows, cols, **dd) if out is None else out
+        if self.out.shape != (n, rows, cols) or self.out.dtype != dtype or not self.out.is_contiguous():
+            raise ValueError(f"out must be a contiguous {dtype} tensor of shape {(n, rows, cols)}")
+        self.x = torch.empty(n, r, c, **dd)
+        self.y = self.out.view(n, r, c)                            # the odd iterations' buffer (out's storage)
+        self.last = self.out.mT if self.tall else self.out          # where the last iteration writes
+        self.x_t, self.y_t = self.x.mT, self.y.mT
+        self.a = torch.empty(n, r, r, **dd)
+        self.b = torch.empty(n, r, r, **dd)
+        self.norm = torch.empty(n, 1, 1, **dd)
+
+    def __call__(self, u: Tensor) -> Tensor:
+        """O = NS5(u) in ``out`` (returned); u is (N, rows, cols), any dtype and layout."""
+        a, b, c = MUON_ABC
+        v = u.mT if self.tall else u
+        if v.dtype == self.dtype:
+            torch.linalg.vector_norm(v, dim=(-2, -1), keepdim=True, out=self.norm)
+            torch.div(v, self.norm.add_(NS_EPS), out=self.x)
+        else:                                                         # cast first, as Keras does
+            self.x.copy_(v)
+            torch.linalg.vector_norm(self.x, dim=(-2, -1), keepdim=True, out=self.norm)
+            self.x.div_(self.norm.add_(NS_EPS))
+        src, src_t, dst, dst_t = self.x, self.x_t, self.y, self.y_t
+        for i in range(self.steps):
+            final = i == self.steps - 1 and src is self.x
+            torch.bmm(src, src_t, out=self.a)                                          # A = X X^T
+            torch.baddbmm(self.a, self.a, self.a, beta=b, alpha=c, out=self.b)       # b*A + c*A@A
+            torch.baddbmm(src, self.b, src, beta=a, out=self.last if final else dst)  # a*X + B@X
+            src, src_t, dst, dst_t = dst, dst_t, src, src_t
+        if src is self.x:      # an even number of iterations ends in x: one copy into out
+            self.last.copy_(self.x)
+        return self.out
 
 
 class _Region:
@@ -136,7 +156,10 @@ class PackedOptimizer:
     """
 
     def __init__(self, named_params: Iterable[tuple[str, Tensor]], param_kinds: dict[str, str],
-                 optimizer: str, momentum: float = 0.9):
+                 optimizer: str, momentum: float = 0.9, l2=None):
+        """l2: per-run coefficients (M,) of Keras's L2 loss term on the kernels (conv and dense), or None.
+        Its gradient 2*l2*W is added to the kernels' gradients in every update (see ``update``), and
+        ``kernel_penalty()`` gives its value; the caller differentiates only the rest of the loss."""
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r} is not allowed: one of {list(OPTIMIZERS)}")
         self.optimizer = optimizer
@@ -172,6 +195,7 @@ class PackedOptimizer:
         self.params = [p for _, _, p in entries]
         self.kinds = [k for _, k, _ in entries]
         self._build(entries)
+        self._build_l2(l2)
 
     # --- routing ------------------------------------------------------------------------------
     def _uses_muon(self, kind: str) -> bool:
@@ -193,13 +217,15 @@ class PackedOptimizer:
     # --- the flat layout ---------------------------------------------------------------------------
     def _build(self, entries) -> None:
         """Lay the parameters out in one buffer: Muon kernels first (grouped by per-run shape, so a
-        group is one contiguous (G*M, rows, cols) block), then every other variable in model order."""
+        group is one contiguous (G*M, rows, cols) block), then the other kernels, then every other
+        variable, each part in model order: the kernels are the range [0, n_kern)."""
         p0 = entries[0][2]
         dd = dict(dtype=p0.dtype, device=p0.device)
         muon = [e for e in entries if self._uses_muon(e[1])]
-        rest = [e for e in entries if not self._uses_muon(e[1])]
+        kernels = [e for e in entries if e[1] in KERNEL_KINDS and not self._uses_muon(e[1])]
+        rest = [e for e in entries if e[1] not in KERNEL_KINDS]
         shapes = list(dict.fromkeys(tuple(p.shape[1:]) for _, _, p in muon))
-        ordered = [e for s in shapes for e in muon if tuple(e[2].shape[1:]) == s] + rest
+        ordered = [e for s in shapes for e in muon if tuple(e[2].shape[1:]) == s] + kernels + rest
         self.regions: dict[str, _Region] = {}
         at = 0
         for name, kind, p in ordered:
@@ -207,6 +233,7 @@ class PackedOptimizer:
             at = self.regions[name].stop
         n, M = at, self.num_runs
         self.n_muon = sum(self.regions[name].stop - self.regions[name].start for name, _, _ in muon)
+        self.n_kern = self.n_muon + sum(self.regions[name].stop - self.regions[name].start for name, _, _ in kernels)
         self.flat = torch.empty(n, **dd)
         self.flat_grad = torch.zeros(n, **dd)
         self.scratch = torch.empty(n, **dd)          # the new weights before the mask selects them
@@ -237,31 +264,70 @@ class PackedOptimizer:
         for name, kind, _ in entries:
             self.state[name] = {s: view(self.slot_bufs[s][0], self.regions[name], self.slot_bufs[s][1])
                                 for s in self._slots(kind)}
-        # Muon groups: (views of u, w scratch and lr as (G*M, rows, cols), sqrt(max(rows, cols)) * 0.2)
+        # Muon groups: (u as (G*M, rows, cols), its Newton-Schulz, sqrt(max(rows, cols)) * 0.2).  The
+        # orthogonalised updates land in ns_out, which is u itself unless NS runs in another dtype.
         self.muon_groups = []
         if self.n_muon:
             self.u = torch.empty(self.n_muon, **dd)
+            self.ns_out = self.u if NS_DTYPE == p0.dtype else torch.empty(self.n_muon, dtype=NS_DTYPE, device=p0.device)
             for s in shapes:
                 names = [nm for nm, _, p in muon if tuple(p.shape[1:]) == s]
                 lo, hi = self.regions[names[0]].start, self.regions[names[-1]].stop
                 rows, cols = s[0], math.prod(s[1:])
-                shape3 = (-1, rows, cols)
-                self.muon_groups.append((self.u[lo:hi].view(shape3), self.scratch[lo:hi].view(shape3),
-                                         self.lr_full[lo:hi].view(shape3), math.sqrt(max(rows, cols)) * MUON_RMS_RATE))
+                u_g, out_g = self.u[lo:hi].view(-1, rows, cols), self.ns_out[lo:hi].view(-1, rows, cols)
+                ns = NewtonSchulz(tuple(u_g.shape), NS_DTYPE, p0.device, out=out_g)
+                self.muon_groups.append((u_g, ns, math.sqrt(max(rows, cols)) * MUON_RMS_RATE))
         self.hparams = torch.zeros(3, M, **dd)        # rows: lr, weight decay, adam's alpha (this step)
         self._hp_rows = self.hparams.unbind(0)
         k = self.n_muon                                # views of the Muon part [0, k) and the rest [k, n)
         self._g_mu, self._g_rest = self.flat_grad[:k], self.flat_grad[k:]
         self._w_rest, self._new_w_rest = self.flat[k:], self.scratch[k:]
         self._run_rest = self.run_index[k:]
-        self._run_ranges = {(0, k): self.run_index[:k], (k, n - k): self._run_rest}
+        # the active mask per element, and its views over the ranges that the update writes back
+        self.mask_full = torch.empty(n, dtype=torch.bool, device=p0.device)
+        self._mask_ranges = {(0, n): self.mask_full, (0, k): self.mask_full[:k], (k, n - k): self.mask_full[k:]}
+        self._lr_mu, self._new_w_mu = self.lr_full[:k], self.scratch[:k]
         if "m" in self.slot_bufs:
             self._m_mu, self._m_rest = self.slot_bufs["m"][0][:k], self.slot_bufs["m"][0][k:]
 
+    def _build_l2(self, l2) -> None:
+        """The L2 term: its per-run coefficients, and views of the kernel range [0, n_kern)."""
+        k, M = self.n_kern, self.num_runs
+        self.has_l2 = l2 is not None
+        if not self.has_l2:
+            return
+        if not k:
+            raise ValueError("l2 given, but the pack has no conv or dense kernel to penalise")
+        l2 = torch.as_tensor(self._per_run(l2, "l2"), dtype=self.flat.dtype, device=self.flat.device)
+        self.l2, self.l2_twice = l2.clone(), l2 * 2                  # 2*l2 is exact: the gradient's factor
+        self._w_kern, self._g_kern, self._tmp_kern = self.flat[:k], self.flat_grad[:k], self.scratch[:k]
+        self._run_kern = self.run_index[:k]
+        kern = [r for r in self.regions.values() if r.stop <= k]      # in buffer order
+        self._sq_views = [self.scratch[r.start:r.stop].view(M, -1) for r in kern]
+        self._sq_sums = torch.empty(len(kern), M, dtype=self.flat.dtype, device=self.flat.device)
+        self._sq_rows = self._sq_sums.unbind(0)
+
+    @torch.no_grad()
+    def kernel_penalty(self) -> Tensor:
+        """Keras's L2 loss term per run at the current weights, shape (M,): the sum over kernels of
+        l2[m] * sum(W[m]**2), summed per layer as Keras sums its layer losses.  1 + n_kernels + 2 ops;
+        it uses the scratch buffer, so call it before (not during) an update."""
+        if not self.has_l2:
+            raise ValueError("kernel_penalty: this optimizer was built without l2")
+        torch.square(self._w_kern, out=self._tmp_kern)
+        for sq, row in zip(self._sq_views, self._sq_rows):
+            torch.sum(sq, dim=1, out=row)
+        return (self._sq_sums * self.l2).sum(0)
+
     def persistent_tensors(self) -> list[Tensor]:
         """Every buffer the update writes or reads across steps (for torch._dynamo.mark_static_address)."""
-        out = [self.flat, self.flat_grad, self.scratch, self.lr_full, self.run_index, self.hparams]
-        out += [b for b, _ in self.slot_bufs.values()] + ([self.u] if self.n_muon else [])
+        out = [self.flat, self.flat_grad, self.scratch, self.lr_full, self.run_index, self.hparams, self.mask_full]
+        out += [b for b, _ in self.slot_bufs.values()]
+        if self.n_muon:
+            out += [self.u] + ([self.ns_out] if self.ns_out is not self.u else [])
+            out += [t for _, ns, _ in self.muon_groups for t in (ns.x, ns.a, ns.b, ns.norm)]
+        if self.has_l2:
+            out += [self.l2, self.l2_twice, self._sq_sums]
         return out
 
     # --- per-step hyperparameters -------------------------------------------------------------------
@@ -318,11 +384,19 @@ class PackedOptimizer:
         self.iterations += 1
 
     @torch.no_grad()
-    def update(self, grads: Sequence[Tensor | None], hparams: Tensor, active: Tensor | None = None) -> None:
+    def load_hyper(self, hparams: Tensor) -> None:
+        """Copy the (3, M) hyperparameters of ``hyper`` into the optimizer's device buffer, outside the
+        step (from pinned memory on CUDA: no stream sync); an update with hparams=None then uses them."""
+        if self.hparams.device.type == "cuda" and hparams.device.type == "cpu":
+            hparams = hparams.pin_memory()
+        self.hparams.copy_(hparams, non_blocking=True)
+
+    def update(self, grads: Sequence[Tensor | None], hparams: Tensor | None, active: Tensor | None = None) -> None:
         """The update from explicit gradients (model order; None = skip that variable; a list is emptied
-        once they are gathered, so they can be freed early) and the (3, M)
-        hyperparameters of ``hyper`` (any device).  No host sync: capturable in one graph.  It does not
-        advance ``iterations`` (a host counter a graph must not read): the caller does, as step() does."""
+        once they are gathered, so they can be freed early) and the (3, M) hyperparameters of ``hyper``
+        (any device; None: those already put in place by ``load_hyper``).  No host sync: capturable in
+        one graph.  It does not advance ``iterations`` (a host counter a graph must not read): the
+        caller does, as step() does."""
         opt = self.optimizer
         present = [g is not None for g in grads]
         if all(present):
@@ -332,7 +406,12 @@ class PackedOptimizer:
                                  [g for g in grads if g is not None])
         if isinstance(grads, list):
             grads.clear()   # the caller's gradients can be freed before the update's temporaries exist
-        self.hparams.copy_(hparams)
+        if self.has_l2:     # Keras's L2 loss term, differentiated here: g += (2*l2) * W on the kernels,
+            # bit for bit what autograd adds (x2 is exact), without ~130 autograd ops per step
+            torch.index_select(self.l2_twice, 0, self._run_kern, out=self._tmp_kern)
+            self._g_kern.add_(self._tmp_kern.mul_(self._w_kern))
+        if hparams is not None:
+            self.hparams.copy_(hparams)
         lr_row, wd_row, alpha_row = self._hp_rows
         torch.index_select(lr_row, 0, self.run_index, out=self.lr_full)
         lr, g, w, new_w = self.lr_full, self.flat_grad, self.flat, self.scratch
@@ -356,8 +435,12 @@ class PackedOptimizer:
                 mu = MUON_MOMENTUM
                 m_mu = (self._m_mu * (mu - 1)).add_(self._g_mu).add_(self._m_mu)  # m + (g + m*(mu-1))
                 torch.mul(m_mu, mu, out=self.u).add_(self._g_mu)                 # u = g + mu*m
-                for u_g, w_g, lr_g, scale in self.muon_groups:
-                    w_g.sub_((lr_g * newton_schulz5(u_g)) * scale)
+                for u_g, ns, _ in self.muon_groups:                             # O = NS5(u) into ns_out
+                    ns(u_g)
+                torch.mul(self._lr_mu, self.ns_out, out=self.u)                  # lr * O, then * scale
+                for u_g, _, scale in self.muon_groups:
+                    u_g.mul_(scale)
+                self._new_w_mu.sub_(self.u)                                      # w - (lr*O)*scale
                 out.append((self._m_mu, m_mu, 0))
             if k < w.shape[0]:
                 gr, mr, vr = self._g_rest, self._m_rest, self.slot_bufs["v"][0]
@@ -382,13 +465,10 @@ class PackedOptimizer:
             for dst, val, _ in out:
                 dst.copy_(val)
         else:
-            masks: dict[tuple[int, int], Tensor] = {}    # one index_select per element range
+            torch.index_select(active, 0, self.run_index, out=self.mask_full)
             for dst, val, lo in out:
-                key = (lo, dst.shape[0])
-                if key not in masks:
-                    idx = self.run_index if key == (0, self.run_index.shape[0]) else self._run_ranges[key]
-                    masks[key] = torch.index_select(active, 0, idx)
-                torch.where(masks[key], val, dst, out=dst)   # select, never multiply: NaN-safe
+                mask = self._mask_ranges[(lo, dst.shape[0])]
+                torch.where(mask, val, dst, out=dst)         # select, never multiply: NaN-safe
 
     # --- checkpointing --------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -33,7 +33,7 @@ from initmem import metrics
 from initmem.config import RunConfig, check_pack, pack_id
 from initmem.data import Splits, augment, epoch_order, run_generators
 from initmem.models import build_model
-from initmem.optim import PackedOptimizer, l2_penalty, schedule_factor
+from initmem.optim import PackedOptimizer, schedule_factor
 from initmem.results import EPOCHS_SCHEMA, ResultsWriter
 
 CHECKPOINT_FILE = "state.pt"
@@ -103,7 +103,7 @@ class PackTrainer:
         self.model = build_model(self.cfg, self.m, dtype=self.dtype, device=self.device)
         self.model.init_([r.sigma_w for r in runs], run_generators([r.seed for r in runs], stream=0))
         self.opt = PackedOptimizer(list(self.model.named_parameters()), self.model.param_kinds,
-                                   self.cfg.optimizer, self.cfg.momentum)
+                                   self.cfg.optimizer, self.cfg.momentum, l2=self.l2 if self.has_l2 else None)
         params = dict(self.model.named_parameters())  # stable tensors: load_state_dict copies in place
         self.params = list(params.values())
         self.kernels = [params[n] for n in self.model.kernel_names]
@@ -140,33 +140,37 @@ class PackTrainer:
         """Keras L2 penalty per run at the current weights (for reported losses)."""
         if not self.has_l2:
             return torch.zeros(self.m, dtype=torch.float64, device=self.device)
-        return l2_penalty(self.kernels, self.l2).double()
+        return self.opt.kernel_penalty().double()
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, hparams: torch.Tensor) -> None:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One update of every run: forward, Keras loss (+ L2), backward, update, BN statistics and the
         active mask, all on the device with no host sync; with cfg.compile this is one graph.
-        x (M, B, 3, 32, 32), y (M, B); hparams (3, M) from PackedOptimizer.hyper. Runs whose loss is
+        x (M, B, 3, 32, 32), y (M, B); the step's lr and decay are already in the optimizer's buffer
+        (PackedOptimizer.load_hyper, outside the step: a tensor, so no step recompiles). Runs whose loss is
         non-finite are frozen (active_t) before the update; train loss and correct counts accumulate
-        into loss_sum / correct."""
+        into loss_sum / correct.  Autograd differentiates the cross-entropy only: the L2 term's value
+        is opt.kernel_penalty() and its gradient is added by the optimizer (no autograd op per kernel)."""
         with self.autocast():
             logits = self.model(x)
         logits = logits.to(self.dtype)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.m, -1).mean(1)
-        loss = ce + l2_penalty(self.kernels, self.l2) if self.has_l2 else ce   # (M,) Keras loss per run
-        grads = list(torch.autograd.grad(loss.sum(), self.params))             # runs share no parameter
+        grads = list(torch.autograd.grad(ce.sum(), self.params))               # runs share no parameter
         with torch.no_grad():
+            loss = ce + self.opt.kernel_penalty() if self.has_l2 else ce       # (M,) Keras loss per run
             finite = torch.isfinite(loss)
             self.active_t.logical_and_(finite)                                 # freeze at the last finite state
-            self.opt.update(grads, hparams, self.active_t)
+            self.opt.update(grads, None, self.active_t)
             self.loss_sum.add_(torch.where(finite, loss.double(), torch.nan) * y.shape[1])
             self.correct.add_((logits.argmax(-1) == y).sum(1))
 
     def _call_step(self, x, y, hparams) -> None:
+        """hparams: (3, M) from PackedOptimizer.hyper, on the host."""
+        self.opt.load_hyper(hparams)
         if self.step_fn is self.train_step:
-            self.step_fn(x, y, hparams)
+            self.step_fn(x, y)
         else:   # Dynamo traces torch.autograd.grad only with this switch on
             with torch._dynamo.config.patch(trace_autograd_ops=True):
-                self.step_fn(x, y, hparams)
+                self.step_fn(x, y)
         self.opt.iterations += 1   # on the host, outside the graph: the graph never sees the counter
 
     def train_epoch(self) -> tuple[np.ndarray, np.ndarray]:
@@ -184,10 +188,7 @@ class PackTrainer:
             if cfg.augment:
                 x = augment(x, self.data_gens)
             lr = self.lr0 * schedule_factor(self.step, self.total_steps, cfg.alpha, cfg.schedule)  # host, float64
-            hp = self.opt.hyper(lr, self.wd)                              # (3, M) on the host
-            if self.device.type == "cuda":
-                hp = hp.pin_memory().to(self.device, non_blocking=True)   # pinned: no stream sync
-            self._call_step(x, y, hp)
+            self._call_step(x, y, self.opt.hyper(lr, self.wd))           # (3, M) on the host
             self.step += 1
         self.model.active = None
         return (self.loss_sum / self.n_train).cpu().numpy(), (self.correct / self.n_train).cpu().numpy()

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from initmem import optim
-from initmem.optim import PackedOptimizer, l2_penalty, newton_schulz5, schedule_factor
+from initmem.optim import NewtonSchulz, PackedOptimizer, newton_schulz5, schedule_factor
 
 ALL_OPTS = ("sgd", "sgd_momentum", "adam", "adamw", "muon", "muon_conv")
 KERAS_OPTS = ("sgd", "sgd_momentum", "adam", "adamw", "muon")
@@ -93,7 +93,9 @@ def test_keras_schedule(kv):
 
 def test_keras_l2(kv):
     w = torch.tensor(kv["w0/conv4d"].transpose(3, 2, 0, 1)[None].copy(), dtype=torch.float64)
-    val = l2_penalty([w], torch.tensor([1e-2], dtype=torch.float64))
+    bias = torch.ones(1, 3, dtype=torch.float64)                 # not a kernel: no penalty
+    o = PackedOptimizer([("k", w), ("b", bias)], {"k": "conv", "b": "bias"}, "sgd", l2=[1e-2])
+    val = o.kernel_penalty()
     assert val.shape == (1,)
     np.testing.assert_allclose(val.numpy(), [float(kv["l2/value_1e-2"])], rtol=1e-6)
 
@@ -112,20 +114,40 @@ def test_schedule_factor_values():
         schedule_factor(0, 10, 0.01, "linear")
 
 
-def test_l2_penalty_per_run_and_gradient():
+@pytest.mark.parametrize("opt", ALL_OPTS)
+def test_l2_term_value_and_gradient_against_autograd(opt):
+    # the optimizer's L2 term against an independent computation: the value from scalar sums, and
+    # the update with the gradient autograd gives for (loss + l2 * sum(W**2)), bit for bit (float64)
     g = torch.Generator().manual_seed(0)
-    ws = [torch.randn(3, 4, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True),
-          torch.randn(3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)]
+    shapes = {"conv": (3, 4, 2, 3, 3), "dense": (3, 5, 4), "bias": (3, 5), "norm": (3, 4)}
+    init = {n: torch.randn(*s, generator=g, dtype=torch.float64) for n, s in shapes.items()}
+    ce_grad = {n: torch.randn(*s, generator=g, dtype=torch.float64) for n, s in shapes.items()}
     l2 = torch.tensor([0.0, 1e-3, 5e-2], dtype=torch.float64)
-    val = l2_penalty(ws, l2)
-    assert val.shape == (3,)
+    lr, wd = torch.tensor([1e-2, 2e-2, 3e-2], dtype=torch.float64), torch.full((3,), 1e-3, dtype=torch.float64)
+
+    ours = {n: v.clone() for n, v in init.items()}
+    o = PackedOptimizer(list(ours.items()), {n: n for n in shapes}, opt, l2=l2)
+    val = o.kernel_penalty()
     for m in range(3):
-        want = sum(float(l2[m]) * float((w[m].detach() ** 2).sum()) for w in ws)
-        assert float(val[m].detach()) == pytest.approx(want, rel=1e-14, abs=0.0)
-    val.sum().backward()
-    for w in ws:
-        shape = (3,) + (1,) * (w.ndim - 1)
-        torch.testing.assert_close(w.grad, 2 * l2.reshape(shape) * w.detach(), rtol=1e-14, atol=0)
+        want = sum(float(l2[m]) * float((init[n][m] ** 2).sum()) for n in ("conv", "dense"))
+        assert float(val[m]) == pytest.approx(want, rel=1e-14, abs=0.0)
+    for n, p in ours.items():
+        p.grad = ce_grad[n].clone()
+    o.step(lr, wd)
+
+    ref = {n: v.clone().requires_grad_(n in ("conv", "dense")) for n, v in init.items()}
+    pen = sum((l2.reshape((3,) + (1,) * (ref[n].ndim - 1)) * ref[n].square()).sum() for n in ("conv", "dense"))
+    pen.backward()
+    ro = PackedOptimizer([(n, v.detach()) for n, v in ref.items()], {n: n for n in shapes}, opt)
+    for n, p in zip(ro.names, ro.params):
+        p.grad = ce_grad[n] + (ref[n].grad if ref[n].grad is not None else 0)
+    ro.step(lr, wd)
+    for n, p in zip(o.names, o.params):
+        assert torch.equal(p, dict(zip(ro.names, ro.params))[n]), (opt, n)
+    with pytest.raises(ValueError, match="without l2"):
+        ro.kernel_penalty()
+    with pytest.raises(ValueError, match="l2 has 2 entries"):
+        PackedOptimizer([(n, v.clone()) for n, v in init.items()], {n: n for n in shapes}, opt, l2=[0.1, 0.2])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +358,32 @@ def test_newton_schulz_orthogonalises_and_is_per_slice():
         assert torch.equal(newton_schulz5(u[m:m + 1]), o[m:m + 1])
     tall = newton_schulz5(u.mT.contiguous())
     torch.testing.assert_close(tall, o.mT, rtol=1e-5, atol=1e-6)   # float32 NS: memory layout changes BLAS rounding
+
+
+@pytest.mark.parametrize("steps", (0, 1, 4, 5))
+@pytest.mark.parametrize("shape", ((3, 4, 7), (3, 7, 4)))      # wide and tall slices
+def test_newton_schulz_buffers_match_the_plain_iteration(shape, steps):
+    # the buffered, ping-ponging NewtonSchulz (out aliasing u, as the optimizer runs it) against the
+    # iteration written plainly with numpy, float64: odd and even step counts, tall and wide
+    a, b, c = optim.MUON_ABC
+    u = torch.randn(*shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    want = []
+    for s in u.numpy():
+        x = s.T if s.shape[0] > s.shape[1] else s
+        x = x / (np.linalg.norm(x) + optim.NS_EPS)
+        for _ in range(steps):
+            A = x @ x.T
+            x = a * x + (b * A + c * A @ A) @ x
+        want.append(x.T if s.shape[0] > s.shape[1] else x)
+    buf = u.clone()
+    ns = NewtonSchulz(shape, torch.float64, "cpu", steps, out=buf)
+    got = ns(buf)
+    assert got is buf
+    np.testing.assert_allclose(got.numpy(), np.stack(want), rtol=1e-12, atol=1e-13)
+    again = ns(u.clone())                                       # reused buffers: same answer
+    assert torch.equal(again, got)
+    with pytest.raises(ValueError, match="contiguous"):
+        NewtonSchulz(shape, torch.float64, "cpu", out=torch.empty(shape[0], shape[2], shape[1], dtype=torch.float64).mT)
 
 
 # ---------------------------------------------------------------------------------------------
