@@ -82,12 +82,14 @@ class NewtonSchulz:
     Keras transposes a tall slice (rows > cols) first and back at the end; here the last iteration
     writes through the transposed view of ``out``, so the result lands in u's layout.  ``out``
     (N, rows, cols) contiguous, in ``dtype``, may be u's own storage (the optimizer passes its u
-    buffer): U is read only before the first write.  Each slice is divided by its own norm and the
-    matmuls are batched, so slices never mix.
+    buffer): U is read only before the first write.  ``work`` (1-D, in ``dtype``, at least
+    ``work_size(shape)`` elements) holds the other buffers; instances that never run at the same time
+    may share one (the optimizer's groups do).  Each slice is divided by its own norm and the matmuls
+    are batched, so slices never mix.
     """
 
     def __init__(self, shape: tuple[int, int, int], dtype: torch.dtype, device, steps: int = MUON_NS_STEPS,
-                 out: Tensor | None = None):
+                 out: Tensor | None = None, work: Tensor | None = None):
         n, rows, cols = shape
         self.tall, self.steps, self.dtype = rows > cols, steps, dtype
         r, c = (cols, rows) if self.tall else (rows, cols)        # oriented: r <= c
@@ -95,13 +97,23 @@ class NewtonSchulz:
         self.out = torch.empty(n, rows, cols, **dd) if out is None else out
         if self.out.shape != (n, rows, cols) or self.out.dtype != dtype or not self.out.is_contiguous():
             raise ValueError(f"out must be a contiguous {dtype} tensor of shape {(n, rows, cols)}")
-        self.x = torch.empty(n, r, c, **dd)
+        size = self.work_size(shape)
+        work = torch.empty(size, **dd) if work is None else work
+        if work.ndim != 1 or work.numel() < size or work.dtype != dtype:
+            raise ValueError(f"work must be a 1-D {dtype} tensor of at least {size} elements")
+        sizes = (n * r * c, n * r * r, n * r * r, n)
+        self.x, self.a, self.b, self.norm = (t.view(v) for t, v in zip(
+            work[:size].split(sizes), ((n, r, c), (n, r, r), (n, r, r), (n, 1, 1))))
         self.y = self.out.view(n, r, c)                            # the odd iterations' buffer (out's storage)
         self.last = self.out.mT if self.tall else self.out          # where the last iteration writes
         self.x_t, self.y_t = self.x.mT, self.y.mT
-        self.a = torch.empty(n, r, r, **dd)
-        self.b = torch.empty(n, r, r, **dd)
-        self.norm = torch.empty(n, 1, 1, **dd)
+
+    @staticmethod
+    def work_size(shape: tuple[int, int, int]) -> int:
+        """Elements of the work buffer: X (n, r, c), A and B (n, r, r) and the norms (n), r = min side."""
+        n, rows, cols = shape
+        r = min(rows, cols)
+        return n * (rows * cols + 2 * r * r + 1)
 
     def __call__(self, u: Tensor) -> Tensor:
         """O = NS5(u) in ``out`` (returned); u is (N, rows, cols), any dtype and layout."""
@@ -270,18 +282,22 @@ class PackedOptimizer:
         if self.n_muon:
             self.u = torch.empty(self.n_muon, **dd)
             self.ns_out = self.u if NS_DTYPE == p0.dtype else torch.empty(self.n_muon, dtype=NS_DTYPE, device=p0.device)
+            group_shape = {s: (sum(p.shape[0] for _, _, p in muon if tuple(p.shape[1:]) == s), s[0], math.prod(s[1:]))
+                           for s in shapes}                     # (G*M, rows, cols)
+            self.ns_work = torch.empty(max(NewtonSchulz.work_size(g) for g in group_shape.values()),
+                                       dtype=NS_DTYPE, device=p0.device)   # shared: the groups run one by one
             for s in shapes:
                 names = [nm for nm, _, p in muon if tuple(p.shape[1:]) == s]
                 lo, hi = self.regions[names[0]].start, self.regions[names[-1]].stop
                 rows, cols = s[0], math.prod(s[1:])
                 u_g, out_g = self.u[lo:hi].view(-1, rows, cols), self.ns_out[lo:hi].view(-1, rows, cols)
-                ns = NewtonSchulz(tuple(u_g.shape), NS_DTYPE, p0.device, out=out_g)
+                ns = NewtonSchulz(group_shape[s], NS_DTYPE, p0.device, out=out_g, work=self.ns_work)
                 self.muon_groups.append((u_g, ns, math.sqrt(max(rows, cols)) * MUON_RMS_RATE))
         self.hparams = torch.zeros(3, M, **dd)        # rows: lr, weight decay, adam's alpha (this step)
         self._hp_rows = self.hparams.unbind(0)
         k = self.n_muon                                # views of the Muon part [0, k) and the rest [k, n)
         self._g_mu, self._g_rest = self.flat_grad[:k], self.flat_grad[k:]
-        self._w_rest, self._new_w_rest = self.flat[k:], self.scratch[k:]
+        self._w_rest, self._new_w_rest = self._flat_alias(k, n - k), self.scratch[k:]
         self._run_rest = self.run_index[k:]
         # the active mask per element, and its views over the ranges that the update writes back
         self.mask_full = torch.empty(n, dtype=torch.bool, device=p0.device)
@@ -300,7 +316,7 @@ class PackedOptimizer:
             raise ValueError("l2 given, but the pack has no conv or dense kernel to penalise")
         l2 = torch.as_tensor(self._per_run(l2, "l2"), dtype=self.flat.dtype, device=self.flat.device)
         self.l2, self.l2_twice = l2.clone(), l2 * 2                  # 2*l2 is exact: the gradient's factor
-        self._w_kern, self._g_kern, self._tmp_kern = self.flat[:k], self.flat_grad[:k], self.scratch[:k]
+        self._w_kern, self._g_kern, self._tmp_kern = self._flat_alias(0, k), self.flat_grad[:k], self.scratch[:k]
         self._run_kern = self.run_index[:k]
         kern = [r for r in self.regions.values() if r.stop <= k]      # in buffer order
         self._sq_views = [self.scratch[r.start:r.stop].view(M, -1) for r in kern]
@@ -319,13 +335,22 @@ class PackedOptimizer:
             torch.sum(sq, dim=1, out=row)
         return (self._sq_sums * self.l2).sum(0)
 
+    def _flat_alias(self, start: int, length: int) -> Tensor:
+        """Elements [start, start + length) of the weights' buffer as a tensor of its own that shares the
+        storage, like the parameters do (p.data = view), not as a view with a ._base: a compiled step
+        (AOT autograd) refuses inputs that alias the parameters with mixed ._base states."""
+        if start == 0 and length == self.flat.shape[0]:
+            return self.flat
+        alias = torch.empty(0, dtype=self.flat.dtype, device=self.flat.device)
+        return alias.set_(self.flat.untyped_storage(), self.flat.storage_offset() + start, (length,), (1,))
+
     def persistent_tensors(self) -> list[Tensor]:
         """Every buffer the update writes or reads across steps (for torch._dynamo.mark_static_address)."""
         out = [self.flat, self.flat_grad, self.scratch, self.lr_full, self.run_index, self.hparams, self.mask_full]
         out += [b for b, _ in self.slot_bufs.values()]
         if self.n_muon:
             out += [self.u] + ([self.ns_out] if self.ns_out is not self.u else [])
-            out += [t for _, ns, _ in self.muon_groups for t in (ns.x, ns.a, ns.b, ns.norm)]
+            out += [self.ns_work]
         if self.has_l2:
             out += [self.l2, self.l2_twice, self._sq_sums]
         return out

@@ -158,8 +158,10 @@ def test_the_optimizer_counter_advances_once_per_step(data):
     assert t.opt.iterations == t.step == 3
 
 
-@pytest.mark.parametrize("optimizer", ("adamw", pytest.param("muon", marks=pytest.mark.slow)))
-def test_compiled_step_is_one_graph_bit_identical_and_never_recompiles(data, optimizer):
+@pytest.mark.parametrize("optimizer, l2", (("adamw", 0.0), ("adam", 1e-3),   # adam reads a view of the weights
+                                           pytest.param("muon", 0.0, marks=pytest.mark.slow),
+                                           pytest.param("muon_conv", 5e-4, marks=pytest.mark.slow)))
+def test_compiled_step_is_one_graph_bit_identical_and_never_recompiles(data, optimizer, l2):
     # torch.compile(fullgraph=True) of the whole step; aot_eager needs no code generation (fast on CPU)
     import torch._dynamo
     from torch._dynamo.utils import counters
@@ -167,7 +169,7 @@ def test_compiled_step_is_one_graph_bit_identical_and_never_recompiles(data, opt
     counters.clear()
     runs = [RunConfig(dataset="synthetic", train_subset=48, eval_subset=16, batch_size=16, width=1 / 16,
                       optimizer=optimizer, seed=i, sigma_w=0.5 + i, lr0=2e-3 * (i + 1), epochs=2,
-                      precision="fp64", compile=True) for i in range(3)]
+                      precision="fp64", compile=True, l2=l2 * (i % 2)) for i in range(3)]
     comp = PackTrainer(runs, data, compile_backend="aot_eager")
     eager = PackTrainer([r.replace(compile=False) for r in runs], data)
     assert comp.step_fn is not comp.train_step and eager.step_fn == eager.train_step

@@ -47,11 +47,12 @@ DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.30}  # achieved fraction of peak (p
 GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
 CPU_CORE_PEAK_GFLOPS = {"fp64": 25.0, "fp32": 50.0, "tf32": 50.0, "bf16": 50.0}
 # Per-parameter copies held during training: weights, the optimizer's flat gradient and scratch
-# buffers, lr per element and the int32 run index, optimizer slots, and the gradients autograd is
-# producing at the backward peak. Measured on CPU with bench/bench_memory.py (issue 10: the fit's
-# state term / (4 bytes x parameters) at widths 0.5 and 1): sgd 5.7, adamw 7.7, muon 7.7;
-# sgd_momentum (+velocity) and muon_conv (+Newton-Schulz input of the conv kernels) by one copy more.
-STATE_COPIES = {"sgd": 5.7, "sgd_momentum": 6.7, "adam": 7.7, "adamw": 7.7, "muon": 7.7, "muon_conv": 8.7}
+# buffers, lr per element, the int32 run index and the bool active mask, optimizer slots, and the
+# gradients autograd is producing at the backward peak. Measured on CPU with bench/bench_memory.py
+# (the fit's state term / (4 bytes x parameters) at widths 0.5 and 1, 2026-12-02): sgd 5.9,
+# adamw 7.9, muon 7.9; sgd_momentum (+velocity) and muon_conv (+Newton-Schulz input and work
+# buffer of the conv kernels) by one copy more.
+STATE_COPIES = {"sgd": 5.9, "sgd_momentum": 6.9, "adam": 7.9, "adamw": 7.9, "muon": 7.9, "muon_conv": 8.9}
 # Activation tensors kept for backward per conv layer, in output-sized floats: measured 2.5 (the
 # fit's bytes per image / (4 x sum of conv output sizes), ResNet-9 at widths 0.5 and 1).
 SAVED_PER_CONV = 2.5
@@ -60,8 +61,8 @@ SAVED_PER_CONV = 2.5
 # allocation sizes are the same on a GPU, whose workspaces GPU_MEMORY_FRACTION leaves room for).
 # Used instead of the analytic model where the (arch, width) and optimizer are in the table.
 MEASURED_RUN_BYTES = {
-    ("resnet9", 1.0): ({"sgd": 149.47e6, "adam": 202.27e6, "adamw": 202.27e6, "muon": 202.23e6}, 3.776e6),
-    ("resnet9", 0.5): ({"sgd": 36.78e6, "adam": 49.96e6, "adamw": 49.96e6, "muon": 49.96e6}, 1.916e6),
+    ("resnet9", 1.0): ({"sgd": 156.05e6, "adam": 208.84e6, "adamw": 208.84e6, "muon": 208.83e6}, 3.776e6),
+    ("resnet9", 0.5): ({"sgd": 38.43e6, "adam": 51.61e6, "adamw": 51.61e6, "muon": 51.62e6}, 1.916e6),
 }
 
 
