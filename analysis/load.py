@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 
 from initmem.config import RunConfig
 from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs, resolve
+from tune_jobs.status import PLAN_FILE  # written by tune_jobs/runner.py (save_plan) beside runs/ and epochs/
 
 CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
 # Not part of a procedure: the two swept axes, and where/how fast a run was computed.
@@ -51,7 +52,6 @@ NOT_PROCEDURE = ("sigma_w", "seed", "device", "channels_last", "compile")
 PROCEDURE_COLUMNS = [c for c in CONFIG_COLUMNS if c not in NOT_PROCEDURE]
 # Every epochs column but the per-kernel list (about half the bytes, unused by the report).
 DEFAULT_EPOCH_COLUMNS = [f.name for f in EPOCHS_SCHEMA if f.name != "kernel_norms"]
-PLAN_FILE = "plan.json"  # written by tune_jobs/runner.py (save_plan) beside runs/ and epochs/
 
 
 class NoResults(ResultsError):
