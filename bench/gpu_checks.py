@@ -161,10 +161,7 @@ def main(argv=None) -> int:
     report = {"device": name, "torch": torch.__version__, "width": args.width, "batch_size": args.batch_size,
               "steps": args.steps, "checks": results, "checks_s": time.perf_counter() - t0}
     if device == "cuda" and args.bench_seconds > 0:
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("bench_gpu", Path(__file__).with_name("bench_gpu.py"))
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
+        from bench import bench_gpu as bench   # bench/ as a namespace package: the checkout is on sys.path
         bench_out = Path(args.out).with_name(Path(args.out).stem + "_bench.json")
         bench.main(["--out", str(bench_out), "--max-seconds", str(args.bench_seconds)])
         report["bench"] = json.loads(bench_out.read_text())

@@ -13,6 +13,21 @@ def shared() -> Path:
     return SHARED
 
 
+def load_bench(name: str):
+    """A script of bench/ as a module (bench/ is not a package): load_bench("bench_gpu")."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """load_bench as a fixture: bench_script("gpu_checks")."""
+    return load_bench
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tiny test models run fastest on one thread; two OpenMP threads on a loaded 2-core machine

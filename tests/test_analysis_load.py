@@ -138,12 +138,8 @@ def test_duckdb_and_pandas_answer_spread_per_optimizer_and_batch_size(root):
     np.testing.assert_allclose(pdq["test_acc"], ours["mem"], rtol=1e-12)
 
 
-def test_synthetic_cli_writes_one_root_per_experiment(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "synthetic_results", os.path.join(os.path.dirname(__file__), "..", "bench", "synthetic_results.py"))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+def test_synthetic_cli_writes_one_root_per_experiment(tmp_path, capsys, bench_script):
+    cli = bench_script("synthetic_results")
     cli.main([str(tmp_path), "--experiment", "best_recipe", "long_sgd", "--seeds", "0", "--epochs", "3",
               "--beta-mode", "epoch", "--mem", "none"])
     assert "wrote" in capsys.readouterr().out

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,15 +11,10 @@ import torch
 from initmem.config import RunConfig
 from tune_jobs.planner import data_bytes, forward_flops, run_memory_bytes
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_gpu.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(bench_script):
+    return bench_script("bench_gpu")
 
 
 def test_cpu_peak_bytes_sees_allocations_and_frees(bench):

@@ -4,24 +4,17 @@ on cases built to fail."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from initmem.data import synthetic_splits
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_checks.py"
-
 
 @pytest.fixture(scope="module")
-def gc():
-    spec = importlib.util.spec_from_file_location("gpu_checks", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def gc(bench_script):
+    return bench_script("gpu_checks")
 
 
 def test_cpu_run_passes_every_check_and_writes_the_json(gc, tmp_path, capsys):
