@@ -1,0 +1,47 @@
+"""python bench/bench_ops.py            # ~30 s on 2 cores
+
+Aten ops dispatched per training step and per optimizer update, for every optimizer, with L2 off
+and on, in packs of 1 and 8 (ResNet-9 width 1/16: the count does not depend on the width). It
+uses the counter of tests/test_step.py (a TorchDispatchMode: one op per kernel launch in eager),
+which asserts the goals; this prints the table behind them. "update" is the optimizer as the step
+dispatches it (its hyperparameters are loaded before the step); "groups" are Muon's kernel shapes,
+each 19 ops of Newton-Schulz.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from initmem.data import load_splits  # noqa: E402
+from test_step import OpCounter, one_step, trainer  # noqa: E402
+
+
+def main() -> int:
+    data = load_splits("synthetic", train_subset=48, eval_subset=16)
+    print(f"{'optimizer':14s} {'l2':>6s} {'M':>3s} {'step':>5s} {'update':>6s} {'groups':>6s} {'syncs':>5s}")
+    for opt in ("sgd", "sgd_momentum", "adam", "adamw", "muon", "muon_conv"):
+        for l2 in (0.0, 5e-4):
+            for m in (1, 8):
+                t = trainer(data, opt, m, l2=l2)
+                one_step(t)                                  # lazy initialisations are not a step's cost
+                step = OpCounter()
+                one_step(t, step)
+                grads = [torch.randn_like(p) for p in t.params]
+                t.opt.load_hyper(t.opt.hyper(np.full(m, 1e-3), t.wd))
+                upd = OpCounter()
+                with upd:
+                    t.opt.update(grads, None, t.active_t)
+                print(f"{opt:14s} {l2:6g} {m:3d} {step.total:5d} {upd.total:6d} {len(t.opt.muon_groups):6d} "
+                      f"{step.syncs:5d}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
