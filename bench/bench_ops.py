@@ -13,14 +13,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from initmem.data import load_splits  # noqa: E402
-from test_step import OpCounter, one_step, trainer  # noqa: E402
+from test_step import count_step_and_update, trainer  # noqa: E402
 
 
 def main() -> int:
@@ -30,14 +27,7 @@ def main() -> int:
         for l2 in (0.0, 5e-4):
             for m in (1, 8):
                 t = trainer(data, opt, m, l2=l2)
-                one_step(t)                                  # lazy initialisations are not a step's cost
-                step = OpCounter()
-                one_step(t, step)
-                grads = [torch.randn_like(p) for p in t.params]
-                t.opt.load_hyper(t.opt.hyper(np.full(m, 1e-3), t.wd))
-                upd = OpCounter()
-                with upd:
-                    t.opt.update(grads, None, t.active_t)
+                step, upd = count_step_and_update(t)
                 print(f"{opt:14s} {l2:6g} {m:3d} {step.total:5d} {upd.total:6d} {len(t.opt.muon_groups):6d} "
                       f"{step.syncs:5d}")
     return 0

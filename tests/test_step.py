@@ -87,20 +87,27 @@ def n_muon_groups(t: PackTrainer) -> int:
     return len(t.opt.muon_groups)
 
 
+def count_step_and_update(t: PackTrainer) -> tuple[OpCounter, OpCounter]:
+    """The ops of one whole step, and of the optimizer's update alone as the step dispatches it
+    (hyperparameters already loaded), after one uncounted step (lazy initialisations)."""
+    one_step(t)
+    step = OpCounter()
+    one_step(t, step)
+    grads = [torch.randn_like(p) for p in t.params]
+    t.opt.load_hyper(t.opt.hyper(np.full(t.m, 1e-3), t.wd))
+    upd = OpCounter()
+    with upd:
+        t.opt.update(grads, None, t.active_t)
+    return step, upd
+
+
 @pytest.mark.parametrize("l2", (0.0, 5e-4))
 @pytest.mark.parametrize("m", (1, 8))
 @pytest.mark.parametrize("optimizer", ALL_OPTS)
 def test_ops_per_step_within_the_goals(data, optimizer, m, l2):
     t = trainer(data, optimizer, m, l2=l2)
     assert t.opt.has_l2 == (l2 > 0)
-    one_step(t)                      # first call: lazy initialisations are not a step's cost
-    step = OpCounter()
-    one_step(t, step)
-    grads = [torch.randn_like(p) for p in t.params]
-    t.opt.load_hyper(t.opt.hyper(np.full(m, 1e-3), t.wd))
-    upd = OpCounter()
-    with upd:
-        t.opt.update(grads, None, t.active_t)    # as in the step: hyperparameters already loaded
+    step, upd = count_step_and_update(t)
     groups = n_muon_groups(t)
     assert upd.total - NS_OPS_PER_GROUP * groups <= OPT_OPS_GOAL, (optimizer, m, upd.total, upd.ops.most_common(12))
     assert upd.ops["aten.bmm"] + upd.ops["aten.baddbmm"] == NS_MATMULS_PER_GROUP * groups
