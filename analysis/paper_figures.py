@@ -33,10 +33,8 @@ BATCH_COLORS = {16: "#440154", 32: "#3b528b", 64: "#21918c", 128: "#5ec962", 256
 
 
 def _sel(df: pd.DataFrame, **kv) -> pd.DataFrame:
-    m = pd.Series(True, index=df.index)
-    for k, v in kv.items():
-        m &= np.isclose(df[k].astype(float), v) if isinstance(v, float) else (df[k] == v)
-    return df[m]
+    from analysis.paper_check import _matches   # one selection rule: isclose for floats, == otherwise
+    return df[_matches(df, kv)]
 
 
 # ----------------------------------------------------------------------------- Table 1
@@ -131,9 +129,11 @@ def table4_bottom(runs: pd.DataFrame, sigmas: Sequence[float], batch_sizes: Sequ
 
 
 # ----------------------------------------------------------------------------- Figure 4
-def fig4_data(runs: pd.DataFrame, spreads: pd.DataFrame, batch_sizes=(16, 128)):
+def fig4_data(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, batch_sizes=(16, 128)):
     """Curves (label, batch_size, sigma_w, mean, p10, p90 in pp) and spreads (label, batch_size, mem,
-    lo, hi) of Figure 4's configurations, on lr_l2's sigma_w grid; and the missing experiments."""
+    lo, hi; the report's n_boot and seed) of Figure 4's configurations, on lr_l2's sigma_w grid; and
+    the missing experiments."""
+    from analysis.memory import spread
     lr = runs[runs["experiment"] == "lr_l2"]
     sig = np.round(sorted(lr["sigma_w"].unique()), 6) if len(lr) else None
     picks = [("main_grid", "SGD baseline (main grid, lr0 1e-3)", dict(optimizer="sgd", lr0=1e-3, l2=0.0)),
@@ -156,8 +156,7 @@ def fig4_data(runs: pd.DataFrame, spreads: pd.DataFrame, batch_sizes=(16, 128)):
             continue
         st = sigma_stats(r, ["batch_size"], "test_acc")
         curves.append(st.assign(label=label))
-        from analysis.memory import spread
-        spr.append(spread(r, ["batch_size"], n_boot=200).assign(label=label))
+        spr.append(spread(r, ["batch_size"], n_boot=n_boot, seed=seed).assign(label=label))
     cat = (lambda x: pd.concat(x, ignore_index=True) if x else pd.DataFrame())  # noqa: E731
     return cat(curves), cat(spr), sorted(set(missing))
 

@@ -265,7 +265,7 @@ def section_main_grid(A, runs, sp, sc, figs):
 
 def _fig4_block(A: Analysis, figs: Figures) -> list[str]:
     from analysis.paper_figures import fig4, fig4_data
-    curves, spreads, missing = fig4_data(A.runs, A.spreads)
+    curves, spreads, missing = fig4_data(A.runs, n_boot=A.n_boot, seed=A.seed)
     bs = [b for b in (16, 128) if len(curves) and b in set(curves["batch_size"])] or [16, 128]
     return [figs.html(fig4(curves, spreads, bs, "Figure 4: What helps SGD forget initialization?"),
                       "Test accuracy at tau_best vs sigma_w, mean over seeds, bars 10th-90th percentile: the main-grid "

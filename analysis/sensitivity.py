@@ -35,7 +35,6 @@ ADAPTIVE = ("adam", "adamw", "muon", "muon_conv")
 # initmem's extension beyond the paper's clocks (SPEC Section 4), shown beside them, never used by
 # the paper's figures: the decoupled-decay clock and momentum's effective-step T_SGD.
 EXT_CLOCKS = ("t_wd", "t_sgd_eff")
-EXT_SHORT = {"t_wd": "T_wd", "t_sgd_eff": "T_SGD,eff"}
 EXT_LABEL = {"t_wd": "T_wd = wd sum eta_k (AdamW, Muon; initmem extension)",
              "t_sgd_eff": "T_SGD,eff = (1/b) sum (eta_k / (1 - mu))^2 (SGD + momentum; initmem extension)"}
 DECOUPLED = ("adamw", "muon", "muon_conv")
