@@ -250,7 +250,7 @@ def _validate(c: RunConfig) -> None:
 
 
 # --- the field definitions as documentation -------------------------------------------------------
-PARQUET_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool"}  # results.CONFIG_FIELDS
+PARQUET_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool"}  # pyarrow aliases: results.CONFIG_FIELDS
 
 
 @dataclass(frozen=True)

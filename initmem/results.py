@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from initmem.config import RunConfig
+from initmem.config import PARQUET_TYPES, RunConfig
 
-_CONFIG_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+_CONFIG_TYPES = {k: pa.type_for_alias(v) for k, v in PARQUET_TYPES.items()}  # one table, in config.py
 CONFIG_FIELDS = [(f.name, _CONFIG_TYPES[f.type]) for f in dataclasses.fields(RunConfig)]
 
 EPOCHS_SCHEMA = pa.schema([

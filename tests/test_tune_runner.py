@@ -13,7 +13,8 @@ from initmem.results import read_epochs, read_runs
 from tune_jobs import cli
 from tune_jobs.catalogue import EXPERIMENTS, experiment_from_spec
 from tune_jobs.planner import Device, make_plan
-from tune_jobs.runner import (SweepError, check_address, check_storage, experiment_paths, load_plan, save_plan)
+from tune_jobs.cluster import check_address
+from tune_jobs.runner import SweepError, check_storage, experiment_paths, load_plan, save_plan
 from tune_jobs.standin import instant_train_pack
 
 TINY = {"name": "tiny", "fixed": {"dataset": "synthetic", "epochs": 4, "width": 0.125, "train_subset": 64,

@@ -33,6 +33,7 @@ class ProgressLine:
         self.total_runs = sum(self.sizes.values())
         self.total_work = sum(self.sizes[p] * self.epochs[p] for p in self.sizes)
         self.rebase()
+        self.fresh = True   # scanned just now: Tune's first setup need not read the storage again
 
     def rebase(self) -> None:
         """Start the clock and take what the storage holds as this session's starting point (called
@@ -85,7 +86,9 @@ def progress_callback(labels: dict[str, str], line: ProgressLine, out: Callable[
             self.drawn = 0.0
 
         def setup(self, **info):
-            line.rebase()  # also when Tuner.restore brings this callback back from its state
+            if not line.fresh:   # Tuner.restore brought this callback (and its old line) back from its state
+                line.rebase()
+            line.fresh = False
 
         def _say(self, text: str) -> None:
             if live:

@@ -52,7 +52,7 @@ from initmem.config import RunConfig  # noqa: E402
 from initmem.results import ResultsWriter, completed_run_ids, read_runs, resolve  # noqa: E402
 from tune_jobs.catalogue import Experiment  # noqa: E402
 from tune_jobs.status import PLAN_FILE, TUNE_DIR  # noqa: E402  the layout names, once (status reads without Ray)
-from tune_jobs.cluster import check_address, check_shared_storage, connect_ray  # noqa: E402,F401
+from tune_jobs.cluster import check_shared_storage, connect_ray  # noqa: E402
 from tune_jobs.progress import ProgressLine, progress_callback  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
                                make_plan, pack_labels)

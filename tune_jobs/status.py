@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from initmem.config import RunConfig
 from initmem.results import resolve
+from tune_jobs.planner import group_names
 
 PLAN_FILE, TUNE_DIR = "plan.json", "tune"  # the sweep layout under <storage>/<experiment> (runner.py uses these)
 FINAL = ("completed", "early_stopped", "diverged")
@@ -117,11 +118,6 @@ def _mtime(info: pafs.FileInfo) -> float | None:
     return info.mtime.replace(tzinfo=_dt.timezone.utc).timestamp() if info.mtime is not None else None
 
 
-def _group_names(packs: Sequence[Sequence[RunConfig]]) -> list[str]:
-    from tune_jobs.planner import group_names
-    return group_names(packs)
-
-
 def scan(root: str) -> SweepStatus:
     """Read one experiment folder (<storage>/<experiment>, the one holding plan.json)."""
     fs, path = resolve(root)
@@ -134,7 +130,7 @@ def scan(root: str) -> SweepStatus:
     packs = [[RunConfig.from_dict(d) for d in p] for p in stored["packs"]]
     from initmem.config import pack_id
     pids = [pack_id(p) for p in packs]
-    names = _group_names(packs)
+    names = group_names(packs)
 
     run_files = {posixpath.basename(i.path)[:-len(".parquet")]: i for i in _files(fs, posixpath.join(path, "runs"))
                  if i.path.endswith(".parquet")}
