@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import posixpath
 import sys
 from typing import Iterable, Sequence
 
@@ -44,7 +42,7 @@ import pyarrow.compute as pc
 
 from initmem.config import RunConfig
 from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs, resolve
-from tune_jobs.status import PLAN_FILE  # written by tune_jobs/runner.py (save_plan) beside runs/ and epochs/
+from tune_jobs.status import read_plan  # plan.json, written by tune_jobs/runner.py (save_plan) beside runs/ and epochs/
 
 CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
 # Not part of a procedure: the two swept axes, and where/how fast a run was computed.
@@ -88,12 +86,10 @@ def check_roots(roots: str | Sequence[str]) -> None:
 def planned_runs(root: str) -> int | None:
     """How many runs the sweep writing `root` planned (its plan.json), or None without one."""
     try:
-        fs, path = resolve(root)
-        with fs.open_input_stream(posixpath.join(path, PLAN_FILE)) as f:
-            plan = json.loads(f.read().decode())
-    except (FileNotFoundError, OSError, ValueError):
+        plan = read_plan(root)
+    except (OSError, ValueError):
         return None
-    return sum(len(p) for p in plan.get("packs", []))
+    return sum(len(p) for p in plan.get("packs", [])) if plan is not None else None
 
 
 def progress(roots: str | Sequence[str], runs: pd.DataFrame | None = None) -> list[dict]:

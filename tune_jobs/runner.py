@@ -38,7 +38,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import pyarrow.fs as pafs
 
 # Before Ray is imported: no automatic TensorBoard/CSV trial loggers (results are Parquet; they cost
 # time per trial and import torch into the driver; _fit adds only the JSON one), no status tables.
@@ -51,7 +50,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 from initmem.config import RunConfig  # noqa: E402
 from initmem.results import ResultsWriter, completed_run_ids, read_runs, resolve  # noqa: E402
 from tune_jobs.catalogue import Experiment  # noqa: E402
-from tune_jobs.status import PLAN_FILE, TUNE_DIR  # noqa: E402  the layout names, once (status reads without Ray)
+from tune_jobs.status import PLAN_FILE, TUNE_DIR, plan_packs, read_plan  # noqa: E402  the layout and its reader, once (no Ray)
 from tune_jobs.cluster import check_shared_storage, connect_ray  # noqa: E402
 from tune_jobs.progress import ProgressLine, progress_callback  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
@@ -171,14 +170,6 @@ def check_data(runs: Sequence[RunConfig], opts: SweepOptions, on_cluster: bool) 
 
 # --- plan persistence -----------------------------------------------------------------------------
 
-def _read_text(uri: str) -> str | None:
-    fs, path = resolve(uri)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(path) as f:
-        return f.read().decode()
-
-
 def _write_text(uri: str, text: str) -> None:
     fs, path = resolve(uri)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -201,11 +192,10 @@ def load_plan(exp_dir: str, runs: Sequence[RunConfig]) -> Plan | None:
     """The packs the first invocation planned, or None. They win over a new plan: a re-run with
     another device or pack size keeps them, so Tune's trials and the Parquet pack ids stay valid.
     A different set of runs under the same experiment folder is an error."""
-    text = _read_text(_plan_uri(exp_dir))
-    if text is None:
+    stored = read_plan(exp_dir)
+    if stored is None:
         return None
-    stored = json.loads(text)
-    packs = [[RunConfig.from_dict(d) for d in p] for p in stored["packs"]]
+    packs = plan_packs(stored)
     old = {r.run_id for p in packs for r in p}
     new = {r.replace(device=packs[0][0].device).run_id for r in runs}  # precision=auto hashes per device
     if old != new:

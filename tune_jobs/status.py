@@ -118,16 +118,30 @@ def _mtime(info: pafs.FileInfo) -> float | None:
     return info.mtime.replace(tzinfo=_dt.timezone.utc).timestamp() if info.mtime is not None else None
 
 
-def scan(root: str) -> SweepStatus:
-    """Read one experiment folder (<storage>/<experiment>, the one holding plan.json)."""
+def read_plan(root: str) -> dict | None:
+    """<root>/plan.json as the runner stored it (experiment, preset, description, packs of run
+    dicts), or None where there is none. The one reader of the file (runner, status, analysis)."""
     fs, path = resolve(root)
     plan_path = posixpath.join(path, PLAN_FILE)
     if fs.get_file_info(plan_path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(plan_path) as f:
+        return json.loads(f.read().decode())
+
+
+def plan_packs(stored: dict) -> list[list[RunConfig]]:
+    """The packs of a stored plan as RunConfigs."""
+    return [[RunConfig.from_dict(d) for d in p] for p in stored["packs"]]
+
+
+def scan(root: str) -> SweepStatus:
+    """Read one experiment folder (<storage>/<experiment>, the one holding plan.json)."""
+    fs, path = resolve(root)
+    stored = read_plan(root)
+    if stored is None:
         raise FileNotFoundError(f"{root} holds no sweep: no {PLAN_FILE} (the folder a sweep writes is "
                                 "<storage>/<experiment>, e.g. results/main_grid_smoke)")
-    with fs.open_input_stream(plan_path) as f:
-        stored = json.loads(f.read().decode())
-    packs = [[RunConfig.from_dict(d) for d in p] for p in stored["packs"]]
+    packs = plan_packs(stored)
     from initmem.config import pack_id
     pids = [pack_id(p) for p in packs]
     names = group_names(packs)
