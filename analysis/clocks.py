@@ -28,10 +28,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from initmem.config import DEFAULT_WEIGHT_DECAY, TRAIN_SIZE
+from initmem.config import TRAIN_SIZE
 from initmem.metrics import clocks
+from initmem.optimizers import OPTIMIZERS, own_clock
 
-from analysis.sensitivity import CLOCK_SHORT, CLOCKS, EXT_CLOCKS, EXT_LABEL, extension_clocks, matching_clock
+from analysis.sensitivity import CLOCK_SHORT, CLOCKS, EXT_CLOCKS, EXT_LABEL, extension_clocks
 
 LOG_FLOOR = 1e-8     # clocks below this count as 1e-8 in log space (T_L2 = 0 without l2)
 FORGET_PP = 5.0      # a spread below this many pp counts as 'forgets'
@@ -45,12 +46,12 @@ def recipe_clocks(optimizer: str, lr0: float, batch_size: int, epochs: int, sche
     optimizer's default (RunConfig: 1e-4 for adamw / muon / muon_conv, else 0)."""
     K = int(epochs) * math.ceil(train_size / batch_size)
     c = clocks([K], lr0=lr0, batch_size=batch_size, total_steps=K, alpha=alpha, schedule=schedule, l2=l2)
-    own = matching_clock(optimizer, l2)
+    own = own_clock(optimizer, l2)
     out = {"optimizer": optimizer, "lr0": lr0, "batch_size": batch_size, "epochs": epochs, "schedule": schedule,
            "alpha": alpha, "l2": l2, "train_size": train_size, "steps": K}
     out.update({k: float(c[k][0]) for k in CLOCKS})
     out["clock"], out["T"] = own, out[own]
-    wd = DEFAULT_WEIGHT_DECAY.get(optimizer, 0.0) if weight_decay == -1.0 else weight_decay
+    wd = OPTIMIZERS[optimizer].default_weight_decay if weight_decay == -1.0 else weight_decay
     out["weight_decay"], out["momentum"] = wd, momentum
     out.update({k: float(v) for k, v in extension_clocks(optimizer, wd, momentum, out["t_sgd"], out["t_adapt"]).items()})
     return out

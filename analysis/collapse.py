@@ -36,7 +36,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.sensitivity import BETA_FLOOR, matching_clock
+from initmem.optimizers import own_clock
+
+from analysis.sensitivity import BETA_FLOOR
 
 CLOCK_VERDICT, EPOCH_VERDICT, NO_VERDICT = "aligns on its clock", "aligns on epochs", "no clear difference"
 
@@ -137,7 +139,7 @@ def collapse_score(beta: pd.DataFrame, family: Sequence[str], across: str = "bat
     rows = []
     for key, fam in d.groupby(list(family), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        c = clock or matching_clock(fam["optimizer"].iloc[0], float(fam["l2"].iloc[0]))
+        c = clock or own_clock(fam["optimizer"].iloc[0], float(fam["l2"].iloc[0]))
         curves, ly = [], []
         for _, cur in fam.groupby(across, sort=True):
             cur = cur.sort_values("epoch")
@@ -286,7 +288,7 @@ def _families(groups, arrays, fam_cols, across, clock, n_boot, ci, floor, rng) -
     rows = []
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
-        c = clock or matching_clock(g["optimizer"].iloc[0], float(g["l2"].iloc[0]))
+        c = clock or own_clock(g["optimizer"].iloc[0], float(g["l2"].iloc[0]))
         curves, ly = [], []
         for _, r in g.sort_values(across).iterrows():
             p = arrays.get(int(r["procedure"]))

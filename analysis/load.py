@@ -41,8 +41,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from initmem.config import RunConfig
-from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs, resolve
-from tune_jobs.status import read_plan  # plan.json, written by tune_jobs/runner.py (save_plan) beside runs/ and epochs/
+from initmem.layout import EPOCHS_DIR, RUNS_DIR, is_final, planned_runs, resolve
+from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs
 
 CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
 # Not part of a procedure: the two swept axes, and where/how fast a run was computed.
@@ -71,7 +71,7 @@ def check_roots(roots: str | Sequence[str]) -> None:
     for root in roots:
         try:
             fs, path = resolve(root)
-            n = _parquet_files(fs, f"{path}/runs") + _parquet_files(fs, f"{path}/epochs")
+            n = _parquet_files(fs, f"{path}/{RUNS_DIR}") + _parquet_files(fs, f"{path}/{EPOCHS_DIR}")
         except Exception as e:  # noqa: BLE001 - an unreachable URI is a root without results
             bad.append(f"{root} ({e})")
             continue
@@ -83,15 +83,6 @@ def check_roots(roots: str | Sequence[str]) -> None:
                         f"folder of `python -m initmem train`")
 
 
-def planned_runs(root: str) -> int | None:
-    """How many runs the sweep writing `root` planned (its plan.json), or None without one."""
-    try:
-        plan = read_plan(root)
-    except (OSError, ValueError):
-        return None
-    return sum(len(p) for p in plan.get("packs", [])) if plan is not None else None
-
-
 def progress(roots: str | Sequence[str], runs: pd.DataFrame | None = None) -> list[dict]:
     """Per root: root, finished (runs with a final status), planned (None without plan.json),
     status counts. `runs` (from load) saves reading the runs tables again."""
@@ -100,9 +91,26 @@ def progress(roots: str | Sequence[str], runs: pd.DataFrame | None = None) -> li
     for i, root in enumerate(roots):
         r = runs[runs["root"] == i] if runs is not None and "root" in runs else read_runs(root, columns=["status"])
         counts = {k: int(v) for k, v in r["status"].value_counts().sort_index().items()}
-        out.append({"root": root, "finished": int((r["status"] != "running").sum()), "planned": planned_runs(root),
+        out.append({"root": root, "finished": int(is_finished(r).sum()), "planned": planned_runs(root),
                     "status": counts})
     return out
+
+
+def is_finished(runs: pd.DataFrame) -> np.ndarray:
+    """Per run, whether its status is final (initmem.layout.is_final): runs still running are left
+    out of every table, figure and check (their summaries are not there yet)."""
+    return runs["status"].map(is_final).to_numpy(dtype=bool) if len(runs) else np.zeros(0, dtype=bool)
+
+
+def finished(runs: pd.DataFrame, epochs: pd.DataFrame | None = None):
+    """`runs` without the runs still running (and `epochs` without their rows, when given)."""
+    keep = is_finished(runs)
+    if keep.all():
+        return runs if epochs is None else (runs, epochs)
+    runs = runs[keep].reset_index(drop=True)
+    if epochs is None:
+        return runs
+    return runs, epochs[epochs["run"].isin(runs["run"])].reset_index(drop=True)
 
 
 def drop_diverged(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import pandas as pd
 from initmem.metrics import INTERP_THRESHOLD
 
 from analysis.load import procedure_columns
-from analysis.sensitivity import CLOCKS, extension_clocks, own_clock
+from analysis.sensitivity import CLOCKS, add_own_clock, extension_clocks
 
 PP = 100.0  # fraction -> percentage points
 ACC_METRICS = ("test_acc", "val_acc_best", "val_acc_interp", "repair_gap", "train_acc_final",
@@ -248,7 +248,7 @@ def clock_table(runs: pd.DataFrame, spreads: pd.DataFrame, by: Sequence[str] | N
         clean = runs[ok].groupby(by, sort=True, dropna=False)[list(CLOCKS)].median()
         clk.loc[clean.index] = clean
     if {"optimizer", "l2"} <= set(runs.columns):
-        clk[["clock", "T"]] = own_clock(pd.concat([g[["optimizer", "l2"]].first(), clk], axis=1))[["clock", "T"]]
+        clk[["clock", "T"]] = add_own_clock(pd.concat([g[["optimizer", "l2"]].first(), clk], axis=1))[["clock", "T"]]
     if {"optimizer", "weight_decay", "momentum"} <= set(runs.columns):
         cfg = g[["optimizer", "weight_decay", "momentum"]].first()
         ext = extension_clocks(cfg["optimizer"], cfg["weight_decay"], cfg["momentum"], clk["t_sgd"], clk["t_adapt"])

@@ -216,13 +216,13 @@ def summary(table: pd.DataFrame) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.load import load_or_exit
+    from analysis.load import finished, load_or_exit
     ap = argparse.ArgumentParser(prog="python -m analysis.paper_check", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", help="results root(s): local folders or URIs")
     ap.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap replicates")
     args = ap.parse_args(argv)
     runs, _ = load_or_exit(args.roots, epoch_columns=["epoch"])
-    runs = runs[runs["status"] != "running"]
+    runs = finished(runs)
     t = paper_check(runs, n_boot=args.n_boot)
     show = t.assign(**{c: t[c].map(lambda v: f"{v:.1f}" if np.isfinite(v) else "-")
                        for c in ("measured", "lo", "hi", "difference")})

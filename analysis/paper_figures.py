@@ -14,8 +14,6 @@ so the report can say which one is missing. Nothing here reads result files.
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 from typing import Sequence
 
 import numpy as np
@@ -23,11 +21,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from initmem.optimizers import OPTIMIZERS
+
 from analysis.figures import FAST, LAYOUT, OPT_NAME, PALETTE, _xy, empty_figure
 from analysis.memory import sigma_stats
 
-SGD_FAMILY = {"sgd": "#d62728", "sgd_momentum": "#ff7f0e"}          # red, orange (paper Figure 6)
-ADAPTIVE = {"adam": "#1f77b4", "adamw": "#9467bd", "muon": "#17becf"}
+# Figure 6's colours as the paper draws them (SGD red, momentum orange; Adam, AdamW, Muon); any other
+# optimizer in the results takes a palette colour and the panel of its family (initmem.optimizers).
+PAPER_COLORS = {"sgd": "#d62728", "sgd_momentum": "#ff7f0e", "adam": "#1f77b4", "adamw": "#9467bd", "muon": "#17becf"}
 L2_GREEN = "#2ca02c"
 BATCH_COLORS = {16: "#440154", 32: "#3b528b", 64: "#21918c", 128: "#5ec962", 256: "#c8b000"}
 
@@ -38,43 +39,26 @@ def _sel(df: pd.DataFrame, **kv) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- Table 1
-def _optim_constants() -> dict:
-    """Module-level numbers of initmem/optim.py read from its source (importing it imports torch)."""
-    spec = importlib.util.find_spec("initmem.optim")
-    out = {}
-    if spec is None or not spec.origin:
-        return out
-    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return out
-
-
 def table1(runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Table 1 (main-grid optimizer settings) from tune_jobs.catalogue's main grid: one row per
-    optimizer, with the resolved RunConfig defaults and the optimizer constants of initmem/optim.py.
+    """Table 1 (main-grid optimizer settings) from the catalogue's main grid (initmem.study): one row per
+    optimizer, with the resolved RunConfig defaults and the Keras constants of initmem.optimizers.
     With `runs`, a last column says where the main-grid runs in the results differ from it."""
     from initmem.config import RunConfig
-    from tune_jobs.catalogue import MAIN_GRID
-    c = _optim_constants()
+    from initmem.study import MAIN_GRID
     rows = []
     for grid in MAIN_GRID.full:
         axes = dict(grid.axes)
         for opt in axes.get("optimizer", (grid.fixed.get("optimizer", "sgd"),)):
             cfg = RunConfig(**{**grid.fixed, "optimizer": opt, "experiment": MAIN_GRID.name})
-            adam_like = opt in ("adam", "adamw", "muon", "muon_conv")
+            c = OPTIMIZERS[opt].constants
             row = {"optimizer": OPT_NAME.get(opt, opt), "lr0": cfg.lr0,
                    "schedule": f"{cfg.schedule} (alpha {cfg.alpha:g})" if cfg.schedule == "cosine" else cfg.schedule,
                    "epochs": cfg.epochs,
                    "momentum": f"{cfg.momentum:g}" if opt == "sgd_momentum" else "\u2014",
-                   "beta1 / beta2": f"{c.get('ADAM_BETA_1', '?')} / {c.get('ADAM_BETA_2', '?')}" if adam_like else "\u2014",
-                   "epsilon": f"{c.get('EPSILON', '?')}" if adam_like else "\u2014",
-                   "Muon step": (f"momentum {c.get('MUON_MOMENTUM')}, {c.get('MUON_NS_STEPS')} Newton-Schulz steps, "
-                                 f"rate {c.get('MUON_RMS_RATE')}") if opt.startswith("muon") else "\u2014",
+                   "beta1 / beta2": f"{c['beta_1']} / {c['beta_2']}" if "beta_1" in c else "\u2014",
+                   "epsilon": f"{c['epsilon']}" if "epsilon" in c else "\u2014",
+                   "Muon step": (f"momentum {c['momentum']}, {c['ns_steps']} Newton-Schulz steps, "
+                                 f"rate {c['rms_rate']}") if "ns_steps" in c else "\u2014",
                    "weight decay": cfg.weight_decay, "L2": cfg.l2,
                    "batch sizes": ", ".join(str(b) for b in axes.get("batch_size", (cfg.batch_size,))),
                    "sigma_w": _range(axes.get("sigma_w", (cfg.sigma_w,))), "seeds": len(axes.get("seed", (cfg.seed,)))}
@@ -242,12 +226,15 @@ def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.F
                                  hovertemplate=f"{name}<br>{x} %{{x:.3g}}<br>|beta| %{{y:.3g}}<extra></extra>"))
         shown.add(name)
 
+    present = [o for o in OPTIMIZERS if o in set(mg["optimizer"])]
+    extra = iter(c for c in PALETTE if c not in PAPER_COLORS.values())
+    colors = {o: PAPER_COLORS.get(o) or next(extra) for o in present}
     for r, b in enumerate(bs, start=1):
-        for opt, colr in SGD_FAMILY.items():
-            line(mg[(mg["optimizer"] == opt) & (mg["batch_size"] == b)], "epoch", OPT_NAME[opt], colr, r, 1)
+        for opt in present:
+            col = 2 if OPTIMIZERS[opt].adaptive else 1
+            line(mg[(mg["optimizer"] == opt) & (mg["batch_size"] == b)], "epoch", OPT_NAME.get(opt, opt), colors[opt],
+                 r, col)
         line(l2[l2["batch_size"] == b], "epoch", "SGD lr0 1e-2 + L2 1e-2 (lr_l2)", L2_GREEN, r, 1)
-        for opt, colr in ADAPTIVE.items():
-            line(mg[(mg["optimizer"] == opt) & (mg["batch_size"] == b)], "epoch", OPT_NAME[opt], colr, r, 2)
     last = len(bs) + 1
     for b in sorted(mg["batch_size"].unique()):
         colr = BATCH_COLORS.get(int(b), "#777")

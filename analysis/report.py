@@ -31,19 +31,14 @@ import pandas as pd
 from analysis.page import CSS, ORDER, Figures, _num, _opt, _order, _p, _pp, fmt_table, table_html  # noqa: F401
 from analysis.figures import (OPT_NAME, fig_beta, fig_heatmaps, fig_linear_model, fig_repair_map, fig_vs_sigma,
                               labels, value_name)
-from analysis.load import attach, procedure_columns, procedures
+from analysis.load import attach, finished, is_finished, procedure_columns, procedures
 from analysis.memory import (INTERP_PP, PP, checkpoint_table, clock_table, delta_table, sigma_stats, sigma_table,
                              spread, tau_table, varying)
+from initmem.study import EXPERIMENTS
+
 from analysis.sensitivity import CLOCK_LABEL, CLOCK_SHORT, CLOCKS, beta_t, family_columns, with_clock
 
 COLLAPSE_BOOT = 200  # seed-bootstrap replicates of the collapse score (each refits beta(t) of a family)
-KNOWN = ("main_grid", "long_sgd", "lr_l2", "norm_aug", "best_recipe", "depth")
-TITLES = {"main_grid": "Main grid: optimizer x batch size x sigma_w (Figures 1-3, 6; Tables 2-3)",
-          "long_sgd": "Long SGD: constant lr for many epochs",
-          "lr_l2": "Learning rate x L2 for SGD (Figure 4, Table 4)",
-          "norm_aug": "Normalisation and augmentation (Figure 8, Table 6)",
-          "best_recipe": "Best recipe: standard SGD vs Adam (Table 7)",
-          "depth": "Depth: ResNet-56 / ResNet-110 / R9-AvgPool (Figures 5, 7; Table 5)"}
 
 
 # ----------------------------------------------------------------------------- analysis state
@@ -165,13 +160,11 @@ def _missing_note(missing: Sequence[str]) -> str:
 
 def _table1_block(A: Analysis) -> list[str]:
     from analysis.paper_figures import table1
-    try:
-        t1, _ = table1(A.runs)
-    except ImportError as e:  # tune_jobs is not importable where the report is built
-        return [_p(f"Table 1 needs tune_jobs.catalogue ({e}).")]
-    return [table_html(t1, "Table 1: main-grid optimizer settings, from tune_jobs.catalogue's main grid (RunConfig "
-                           "defaults resolved; beta1 / beta2, epsilon and the Muon step are the constants of "
-                           "initmem/optim.py). 'in these results': where the main-grid runs here differ from it.")]
+    t1, _ = table1(A.runs)
+    return [table_html(t1, "Table 1: main-grid optimizer settings, from the catalogue's main grid (initmem.study; "
+                           "RunConfig defaults resolved; beta1 / beta2, epsilon and the Muon step are the Keras "
+                           "constants of initmem.optimizers). 'in these results': where the main-grid runs here "
+                           "differ from it.")]
 
 
 def _main_grid_paper_blocks(A: Analysis, runs: pd.DataFrame, figs: Figures) -> list[str]:
@@ -507,7 +500,7 @@ def _progress_line(runs: pd.DataFrame, progress: list[dict] | None, n_running: i
 
 
 def _absent_line(present: Sequence[str]) -> str:
-    absent = [e for e in KNOWN if e not in present]
+    absent = [e for e in EXPERIMENTS if e not in present]
     if not absent:
         return ""
     return (f"Experiments present: {', '.join(e for e in present) or 'none'}. Absent: {', '.join(absent)}: their "
@@ -522,14 +515,12 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
     'n of N runs finished' per root in the header."""
     from plotly.offline import get_plotlyjs
     t0 = time.perf_counter()
-    n_running = int((runs["status"] == "running").sum()) if len(runs) else 0
-    if n_running:
-        runs = runs[runs["status"] != "running"].reset_index(drop=True)
-        epochs = epochs[epochs["run"].isin(runs["run"])].reset_index(drop=True)
+    n_running = int((~is_finished(runs)).sum())
+    runs, epochs = finished(runs, epochs)
     A = analyse(runs, epochs, n_boot=n_boot, seed=seed)
     figs = Figures()
     present = list(runs["experiment"].unique()) if len(runs) else []
-    order = [e for e in KNOWN if e in present] + sorted(e for e in present if e not in KNOWN)
+    order = [e for e in EXPERIMENTS if e in present] + sorted(e for e in present if e not in EXPERIMENTS)
     sections = [("paper_check", "Paper check: the paper's headline numbers against these results",
                  paper_section(A))] if len(runs) else []
     for exp in order:
@@ -538,7 +529,7 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
         text, blocks = SECTIONS.get(exp, section_generic)(A, runs[runs["experiment"] == exp],
                                                           A.spreads[A.spreads["experiment"] == exp], sc, figs)
         body = [_p(" ".join(text))] + blocks + _collapse_block(b, sc, figs, A.pcols)
-        sections.append((exp, TITLES.get(exp, f"Experiment {exp}"), body))
+        sections.append((exp, EXPERIMENTS[exp].heading if exp in EXPERIMENTS else f"Experiment {exp}", body))
     if len(runs):
         sections.append(("clocks", "Forgetting clocks of every procedure", clock_section(A)))
     if linear_model:
@@ -573,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     filters = [("experiment", "in", args.experiment)] if args.experiment else None
     runs, epochs = load_or_exit(args.roots, filters=filters)  # exit 2 before writing if a root holds nothing
     prog = progress(args.roots, runs)
-    if not (runs["status"] != "running").any():
+    if not is_finished(runs).any():
         where = "; ".join(f"{p['root']}: {p['finished']} of {p['planned'] if p['planned'] is not None else '?'} "
                           f"runs finished {p['status']}" for p in prog)
         sel = f" with experiment in {args.experiment}" if args.experiment else ""

@@ -28,24 +28,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-CLOCKS = ("t_sgd", "t_l2", "t_adapt")
+from initmem.optimizers import CLOCKS, decoupled, own_clock  # noqa: F401  CLOCKS: the recorded clocks, imported from here
+
 CLOCK_SHORT = {"t_sgd": "T_SGD", "t_l2": "T_L2", "t_adapt": "T_adapt"}
 CLOCK_LABEL = {"t_sgd": "T_SGD = (1/b) sum eta_k^2", "t_l2": "T_L2 = l2 sum eta_k", "t_adapt": "T_adapt = sum eta_k"}
-ADAPTIVE = ("adam", "adamw", "muon", "muon_conv")
 # initmem's extension beyond the paper's clocks (SPEC Section 4), shown beside them, never used by
 # the paper's figures: the decoupled-decay clock and momentum's effective-step T_SGD.
 EXT_CLOCKS = ("t_wd", "t_sgd_eff")
 EXT_LABEL = {"t_wd": "T_wd = wd sum eta_k (AdamW, Muon; initmem extension)",
              "t_sgd_eff": "T_SGD,eff = (1/b) sum (eta_k / (1 - mu))^2 (SGD + momentum; initmem extension)"}
-DECOUPLED = ("adamw", "muon", "muon_conv")
 BETA_FLOOR = 1e-4  # |beta| below this is noise (fraction per unit sigma); log10 is taken of max(|beta|, floor)
-
-
-def matching_clock(optimizer: str, l2: float) -> str:
-    """T_adapt for adam-family (muon included), T_L2 for sgd-family with l2 > 0, else T_SGD."""
-    if optimizer in ADAPTIVE:
-        return "t_adapt"
-    return "t_l2" if l2 > 0 else "t_sgd"
 
 
 def _codes(frame: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
@@ -114,17 +106,17 @@ def extension_clocks(optimizer, weight_decay, momentum, t_sgd, t_adapt) -> dict[
     opt = np.asarray(optimizer, dtype=object)
     wd, mu = np.asarray(weight_decay, dtype=np.float64), np.asarray(momentum, dtype=np.float64)
     t_sgd, t_adapt = np.asarray(t_sgd, dtype=np.float64), np.asarray(t_adapt, dtype=np.float64)
-    dec = np.isin(opt, DECOUPLED)
+    dec = np.isin(opt, decoupled())
     mom = opt == "sgd_momentum"
     with np.errstate(divide="ignore", invalid="ignore"):
         return {"t_wd": np.where(dec, wd * t_adapt, np.nan),
                 "t_sgd_eff": np.where(mom, t_sgd / (1.0 - mu) ** 2, np.nan)}
 
 
-def own_clock(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` (optimizer, l2 and the three clocks) plus `clock` (matching_clock's name) and `T` (its value)."""
+def add_own_clock(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (optimizer, l2 and the three clocks) plus `clock` (own_clock's name) and `T` (its value)."""
     out = frame.copy()
-    name = np.array([matching_clock(o, l) for o, l in zip(out["optimizer"], out["l2"])], dtype=object)
+    name = np.array([own_clock(o, l) for o, l in zip(out["optimizer"], out["l2"])], dtype=object)
     out["clock"] = name
     out["T"] = np.select([name == c for c in CLOCKS], [out[c].to_numpy(np.float64) for c in CLOCKS], np.nan)
     return out
@@ -133,7 +125,7 @@ def own_clock(frame: pd.DataFrame) -> pd.DataFrame:
 def with_clock(beta: pd.DataFrame) -> pd.DataFrame:
     """Add abs_beta, `clock` (the optimizer's own clock name) and `T` (its value) to a beta frame
     that carries optimizer, l2 and the three clocks."""
-    return own_clock(beta.assign(abs_beta=beta["beta"].abs()))
+    return add_own_clock(beta.assign(abs_beta=beta["beta"].abs()))
 
 
 def collapse_score(beta: pd.DataFrame, family: Sequence[str], **kw) -> pd.DataFrame:

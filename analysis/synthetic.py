@@ -7,7 +7,8 @@
     runs, epochs, truth = synthetic_frames("main_grid", seeds=[0, 1], sigmas=[0.1, 1.0, 2.5])
 
 The core lives here (importable by tests); bench/synthetic_results.py is its command line.
-Grids follow SPEC Section 2 and can be shrunk (sigmas, seeds, batch sizes, optimizers, epochs).
+Grids are the catalogue's (initmem.study.EXPERIMENTS) and can be cut (sigmas, seeds, batch sizes,
+optimizers, epochs); an experiment added to the catalogue is generated with no edit here.
 
 The planted model, per procedure P (all config but sigma_w and seed) and epoch t:
 
@@ -44,14 +45,10 @@ import pyarrow.parquet as pq
 from initmem.config import RunConfig, pack_id
 from initmem.metrics import clocks, summarize
 from initmem.results import EPOCHS_SCHEMA, RUNS_SCHEMA, to_pandas
+from initmem.optimizers import OPTIMIZERS, own_clock
+from initmem.study import EXPERIMENTS
 
-from analysis.sensitivity import ADAPTIVE, matching_clock
 
-SEEDS10 = (0, 1, 42, 123, 456, 789, 999, 2024, 2025, 2026)
-SIGMA25 = tuple(round(0.1 * i, 2) for i in range(1, 26))
-SIGMA5 = (0.1, 0.5, 1.0, 1.8, 2.5)
-OPT5 = ("sgd", "sgd_momentum", "adam", "adamw", "muon")
-EXPERIMENTS = ("main_grid", "long_sgd", "lr_l2", "norm_aug", "best_recipe", "depth")
 
 # The paper's main-grid spreads (pp) at the batch sizes it does not quote, interpolated so that
 # mem="paper" gives a report that reads like the paper; the quoted numbers come from
@@ -88,54 +85,15 @@ class Plant:
 def grid(experiment: str, *, sigmas: Sequence[float] | None = None, seeds: Sequence[int] | None = None,
          batch_sizes: Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
          epochs: int | None = None, **config) -> list[RunConfig]:
-    """The runs of one experiment of SPEC Section 2, optionally shrunk; `config` overrides fields."""
-    E = epochs
-    sig5 = list(sigmas or SIGMA5)
-    base = dict(experiment=experiment, **config)
-    out: list[RunConfig] = []
-    if experiment == "main_grid":
-        for o in optimizers or OPT5:
-            for b in batch_sizes or (16, 32, 64, 128, 256):
-                out += [RunConfig(**{**base, "optimizer": o, "batch_size": b, "epochs": E or 300,
-                                     "sigma_w": s, "seed": sd})
-                        for s in (sigmas or SIGMA25) for sd in (seeds or SEEDS10)]
-    elif experiment == "long_sgd":
-        for b in batch_sizes or (16, 128):
-            out += [RunConfig(**{**base, "optimizer": "sgd", "schedule": "constant", "epochs": E or 5000,
-                                 "batch_size": b, "sigma_w": s, "seed": sd})
-                    for s in sig5 for sd in (seeds or (42,))]
-    elif experiment == "lr_l2":
-        for b in batch_sizes or (16, 128):
-            for lr in (1e-3, 1e-2, 1e-1):
-                for l2 in (0.0, 1e-3, 5e-3, 1e-2):
-                    out += [RunConfig(**{**base, "optimizer": "sgd", "epochs": E or 300, "lr0": lr, "l2": l2,
-                                         "batch_size": b, "sigma_w": s, "seed": sd})
-                            for s in sig5 for sd in (seeds or SEEDS10)]
-    elif experiment == "norm_aug":
-        for norm in ("batchnorm", "layernorm"):
-            for o in optimizers or ("sgd", "adam"):
-                for b in batch_sizes or (16, 128):
-                    out += [RunConfig(**{**base, "norm": norm, "augment": True, "optimizer": o, "batch_size": b,
-                                         "epochs": E or 300, "sigma_w": s, "seed": sd})
-                            for s in sig5 for sd in (seeds or SEEDS10[:5])]
-    elif experiment == "best_recipe":
-        recipes = {"sgd_momentum": dict(lr0=0.1, momentum=0.9, l2=5e-4), "adam": dict(lr0=1e-3)}
-        for o in optimizers or ("sgd_momentum", "adam"):
-            for b in batch_sizes or (16, 128, 256):
-                out += [RunConfig(**{**base, **recipes.get(o, {}), "optimizer": o, "augment": True,
-                                     "batch_size": b, "epochs": E or 200, "sigma_w": s, "seed": sd})
-                        for s in (sigmas or (0.1, 2.5)) for sd in (seeds or SEEDS10)]
-    elif experiment == "depth":
-        for arch in ("resnet56", "resnet110", "r9_avgpool"):
-            for o in optimizers or OPT5:
-                for b in batch_sizes or (16, 128):
-                    pat = 30 if arch in ("resnet56", "resnet110") else 0
-                    out += [RunConfig(**{**base, "arch": arch, "optimizer": o, "batch_size": b, "patience": pat,
-                                         "epochs": E or 300, "sigma_w": s, "seed": sd})
-                            for s in sig5 for sd in (seeds or SEEDS10)]
-    else:
+    """The full preset's runs of a catalogue experiment (initmem.study.EXPERIMENTS), optionally cut:
+    sigmas / seeds / batch_sizes / optimizers replace those axes (or select the grids whose fixed value
+    is among them), `epochs` and `config` set fields on every run."""
+    if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment={experiment!r} is not allowed: one of {list(EXPERIMENTS)}")
-    return out
+    cut = {k: v for k, v in (("sigma_w", sigmas), ("seed", seeds), ("batch_size", batch_sizes),
+                             ("optimizer", optimizers)) if v is not None}
+    overrides = {**config, **({"epochs": epochs} if epochs is not None else {})}
+    return EXPERIMENTS[experiment].restrict(**cut).runs("full", overrides)
 
 
 def paper_targets(cfg: RunConfig, shift: float = 0.0) -> dict:
@@ -182,7 +140,7 @@ def _planted_mem(plant: Plant, cfg: RunConfig) -> float | None:
 def _tau_star(cfg: RunConfig) -> int:
     """Planted best-val-loss epoch: the last one for SGD-like runs, early for small-batch Adam."""
     E = cfg.epochs
-    if cfg.optimizer in ADAPTIVE:
+    if OPTIMIZERS[cfg.optimizer].adaptive:
         return min(E, 6) if cfg.batch_size <= 64 else max(1, round(0.7 * E))
     return E
 
@@ -199,7 +157,7 @@ def _beta_curve(plant: Plant, cfg: RunConfig, clk: dict[str, np.ndarray], sig_ra
     """Planted beta(t) of one procedure, t = 0..E (fraction per unit sigma_w)."""
     E = cfg.epochs
     if plant.beta_mode == "clock":
-        name = matching_clock(cfg.optimizer, cfg.l2)
+        name = own_clock(cfg.optimizer, cfg.l2)
         u = clk[name] / plant.tau[name]
     elif plant.beta_mode == "epoch":
         u = np.arange(E + 1) / plant.tau_epoch
@@ -320,7 +278,7 @@ def _pack(plant: Plant, runs: list[RunConfig], rng: np.random.Generator, diverge
     epochs_tab = pa.Table.from_pydict({k: ecols[k] for k in EPOCHS_SCHEMA.names}, schema=EPOCHS_SCHEMA)
 
     mem = _planted_mem(plant, cfg0)
-    truth = {"pack_id": pid, "tau_star": ts, "clock": matching_clock(cfg0.optimizer, cfg0.l2),
+    truth = {"pack_id": pid, "tau_star": ts, "clock": own_clock(cfg0.optimizer, cfg0.l2),
              "spread_pp": 100.0 * abs(beta[ts]) * sig_range, "mem_planted_pp": mem,
              "sigma_min": float(sig.min()), "sigma_max": float(sig.max())}
     beta_df = pd.DataFrame({"pack_id": pid, "epoch": np.arange(T, dtype=np.int32), "beta": beta})

@@ -43,7 +43,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     args = ap.parse_args(argv)
 
-    from analysis.synthetic import EXPERIMENTS
+    from initmem.study import EXPERIMENTS
     exps = list(EXPERIMENTS) if args.experiment == ["all"] else args.experiment
     roots = [os.path.join(args.root, e) for e in exps] if len(exps) > 1 else [args.root]
     print(f"machine   : {os.cpu_count()} cpus, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} "

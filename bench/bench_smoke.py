@@ -42,7 +42,7 @@ def _train(args: tuple) -> tuple[str, float, float]:
 
 def main() -> None:
     from initmem.config import group_into_packs
-    from tune_jobs.catalogue import EXPERIMENTS
+    from initmem.study import EXPERIMENTS
     from tune_jobs.planner import CPU_PACK_SIZE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

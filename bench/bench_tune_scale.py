@@ -32,7 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from initmem.results import read_epochs, read_runs  # noqa: E402
-from tune_jobs.catalogue import EXPERIMENTS  # noqa: E402
+from initmem.study import EXPERIMENTS  # noqa: E402
 from tune_jobs.runner import SweepOptions, run_sweep  # noqa: E402
 from tune_jobs.standin import instant_train_pack  # noqa: E402
 
@@ -58,8 +58,8 @@ def main() -> int:
                        train_fn=functools.partial(instant_train_pack, log=None), out=out)
     wall = time.perf_counter() - t0
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
-    runs = read_runs(result.results, columns=["run_id", "status"])
-    n_epochs = len(read_epochs(result.results, columns=["run_id", "epoch"]))
+    runs = read_runs(result.root, columns=["run_id", "status"])
+    n_epochs = len(read_epochs(result.root, columns=["run_id", "epoch"]))
     n_trials = len(result.plan.packs)
     checks = {"wall <= 120 s": wall <= 120, "driver RSS <= 1.5 GB": rss_gb <= 1.5,
               "6,250 run rows": len(runs) == 6250 and runs["run_id"].is_unique,

@@ -17,7 +17,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from analysis.synthetic import EXPERIMENTS, Plant, write_synthetic  # noqa: E402
+from analysis.synthetic import Plant, write_synthetic  # noqa: E402
+from initmem.study import EXPERIMENTS  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -22,20 +22,18 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from initmem.errors import ConfigError
+from initmem.optimizers import OPTIMIZERS, decoupled
+from initmem.registry import did_you_mean
+
 ARCHS = ("resnet9", "r9_avgpool", "resnet56", "resnet110")
 NORMS = ("batchnorm", "layernorm")
-OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "muon", "muon_conv")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp64", "fp32", "tf32", "bf16")
 # What precision="auto" runs as: TF32 on CUDA (TensorFlow's default on Ampere+, what the paper ran,
 # SPEC Section 3), fp32 on CPU (where TF32 does not exist).
 AUTO_PRECISION = {"cuda": "tf32", "cpu": "fp32"}
 DATASETS = ("cifar10", "synthetic")
-
-# Decoupled weight decay each optimizer uses when the config does not say (paper Table 1).
-DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "sgd_momentum": 0.0, "adam": 0.0,
-                        "adamw": 1e-4, "muon": 1e-4, "muon_conv": 1e-4}
-OPTIMIZERS_WITH_DECAY = ("adamw", "muon", "muon_conv")
 
 # Fields that may differ between the runs of one pack (each run carries its own value).
 PER_RUN_FIELDS = ("sigma_w", "seed", "lr0", "l2", "weight_decay")
@@ -49,20 +47,22 @@ SYNTHETIC_TRAIN_SIZE = 640  # train images of dataset="synthetic" when train_sub
 SYNTHETIC_EVAL_SIZE = 200   # its val and test images, each, when eval_subset is 0
 
 
-class ConfigError(ValueError):
-    """A configuration value is not allowed. The message names field, value and what is allowed."""
-
-
-def _field(default: Any, meaning: str, unit: str = "", allowed: str = "",
+def _field(default: Any, meaning: str, unit: str = "", allowed: str | Callable[[], str] = "",
            choices: Sequence[str] | None = None, check: Callable[[Any], bool] | None = None) -> Any:
     """A RunConfig field with its documentation, the one place that the --help of both CLIs, the
     validation errors and docs/results.md are generated from (see FIELD_DOCS, describe()).
     meaning: what it is; unit: e.g. "updates"; allowed: the values allowed, as the error states
-    them (`choices` make it "one of [...]"); check(value) -> bool enforces `allowed`."""
-    if choices is not None:
-        allowed = f"one of {list(choices)}"
+    them (`choices` make it "one of [...]", read when asked, so a registry's plugins are listed;
+    a callable is called then too); check(value) -> bool enforces `allowed`."""
     return dataclasses.field(default=default, metadata={
         "meaning": meaning, "unit": unit, "allowed": allowed, "choices": choices, "check": check})
+
+
+def allowed_text(meta: Mapping[str, Any]) -> str:
+    """The `allowed` of a field's metadata as text, now (registries may have grown)."""
+    if meta["choices"] is not None:
+        return f"one of {list(meta['choices'])}"
+    return meta["allowed"]() if callable(meta["allowed"]) else meta["allowed"]
 
 
 def _name_ok(v: str) -> bool:
@@ -82,7 +82,7 @@ class RunConfig:
                        choices=NORMS)
     augment: bool = _field(False, "train-time augmentation: horizontal flip + 4-px reflect pad + random 32x32 crop",
                            allowed="true or false")
-    optimizer: str = _field("sgd", "update rule (Keras semantics; sgd_momentum uses `momentum`)",
+    optimizer: str = _field("sgd", "update rule (Keras semantics; sgd_momentum uses `momentum`; initmem.optimizers)",
                             choices=OPTIMIZERS)
     batch_size: int = _field(128, "images per update", "images",
                              "an integer >= 1 (at most train_subset when that is set)", check=lambda v: v >= 1)
@@ -102,8 +102,8 @@ class RunConfig:
                                  "optimizer's default (adamw, muon, muon_conv: 1e-4; others: 0), resolved "
                                  "when the config is built (the column holds the value used)",
                                  "",
-                                 "a number >= 0 (or -1 for the optimizer default); > 0 only for "
-                                 f"{', '.join(OPTIMIZERS_WITH_DECAY)}", check=lambda v: v >= 0)
+                                 lambda: "a number >= 0 (or -1 for the optimizer default); > 0 only for "
+                                 f"{', '.join(decoupled())}", check=lambda v: v >= 0)
     momentum: float = _field(0.9, "momentum coefficient (sgd_momentum only)", "", "a number in [0, 1)",
                              check=lambda v: 0 <= v < 1)
     patience: int = _field(0, "early stopping on val loss after this many epochs without improvement; "
@@ -128,7 +128,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.weight_decay == -1.0:
-            object.__setattr__(self, "weight_decay", DEFAULT_WEIGHT_DECAY.get(self.optimizer, 0.0))
+            spec = OPTIMIZERS[self.optimizer] if self.optimizer in OPTIMIZERS else None  # else _validate names it
+            object.__setattr__(self, "weight_decay", spec.default_weight_decay if spec else 0.0)
         _validate(self)
 
     # --- identity -------------------------------------------------------------------------
@@ -186,7 +187,8 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"unknown config field(s) {unknown}; allowed fields: {sorted(known)}")
+            hint = did_you_mean(unknown[0], known) if len(unknown) == 1 else ""
+            raise ConfigError(f"unknown config field(s) {unknown}{hint}; allowed fields: {sorted(known)}")
         return cls(**{k: _coerce(k, v) for k, v in d.items()})
 
 
@@ -208,7 +210,7 @@ def _coerce(name: str, value: Any) -> Any:
         if typ == "float":
             return float(value)
     except ValueError:
-        allowed = {f.name: f.metadata["allowed"] for f in fields(RunConfig)}[name]
+        allowed = allowed_text({f.name: f.metadata for f in fields(RunConfig)}[name])
         raise ConfigError(f"{name}={value!r} is not a valid {typ}; allowed: {allowed}") from None
     return value
 
@@ -234,16 +236,16 @@ def _validate(c: RunConfig) -> None:
         name, value, meta = f.name, getattr(c, f.name), f.metadata
         if meta["choices"] is not None:
             if value not in meta["choices"]:
-                _fail(name, value, meta["allowed"])
+                _fail(name, value, allowed_text(meta) + did_you_mean(value, meta["choices"]))
             continue
-        _check_type(name, value, _PY_TYPES[f.type], meta["allowed"])
+        _check_type(name, value, _PY_TYPES[f.type], allowed_text(meta))
         if f.type == "float" and not math.isfinite(value):
             _fail(name, value, "a finite number")
         if meta["check"] is not None and not meta["check"](value):
-            _fail(name, value, meta["allowed"])
-    if c.weight_decay > 0 and c.optimizer not in OPTIMIZERS_WITH_DECAY:
+            _fail(name, value, allowed_text(meta))
+    if c.weight_decay > 0 and not OPTIMIZERS[c.optimizer].decoupled_decay:
         _fail("weight_decay", c.weight_decay,
-              f"0 for optimizer {c.optimizer!r} (decoupled decay exists for {list(OPTIMIZERS_WITH_DECAY)};"
+              f"0 for optimizer {c.optimizer!r} (decoupled decay exists for {list(decoupled())};"
               " use l2 for a coupled penalty)")
     if c.train_subset and c.batch_size > c.train_subset:
         _fail("batch_size", c.batch_size, f"at most train_subset={c.train_subset}")
@@ -261,8 +263,13 @@ class FieldDoc:
     default: Any
     meaning: str
     unit: str
-    allowed: str
+    meta: Mapping[str, Any]
     per_run: bool    # may differ between the runs of a pack
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values, now (a registry's plugins included)."""
+        return allowed_text(self.meta)
 
     @property
     def default_text(self) -> str:
@@ -280,7 +287,7 @@ class FieldDoc:
 
 
 FIELD_DOCS: dict[str, FieldDoc] = {
-    f.name: FieldDoc(f.name, f.type, f.default, f.metadata["meaning"], f.metadata["unit"], f.metadata["allowed"],
+    f.name: FieldDoc(f.name, f.type, f.default, f.metadata["meaning"], f.metadata["unit"], f.metadata,
                      f.name in PER_RUN_FIELDS)
     for f in fields(RunConfig)}
 

@@ -43,20 +43,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from initmem.config import OPTIMIZERS
 from initmem.metrics import lr_schedule
+from initmem.optimizers import (ADAM_BETA_1, ADAM_BETA_2, EPSILON, MUON_ABC, MUON_MOMENTUM, MUON_NS_STEPS,  # noqa: F401
+                                MUON_RMS_RATE, NS_EPS, OPTIMIZERS)
 
 KINDS = ("conv", "dense", "bias", "norm")
 KERNEL_KINDS = ("conv", "dense")   # what Keras's kernel_regularizer (the L2 term) penalises
 
-ADAM_BETA_1 = 0.9
-ADAM_BETA_2 = 0.999
-EPSILON = 1e-7              # Keras Adam/AdamW/Muon epsilon, added to sqrt(v)
-MUON_MOMENTUM = 0.95
-MUON_NS_STEPS = 5
-MUON_ABC = (3.4445, -4.7750, 2.0315)
-MUON_RMS_RATE = 0.2
-NS_EPS = 1e-7               # added to the Frobenius norm before the NS iterations
 NS_DTYPE = torch.float32    # SPEC: Newton-Schulz runs in float32 whatever the parameter dtype
 
 
@@ -172,8 +165,7 @@ class PackedOptimizer:
         """l2: per-run coefficients (M,) of Keras's L2 loss term on the kernels (conv and dense), or None.
         Its gradient 2*l2*W is added to the kernels' gradients in every update (see ``update``), and
         ``kernel_penalty()`` gives its value; the caller differentiates only the rest of the loss."""
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r} is not allowed: one of {list(OPTIMIZERS)}")
+        self.spec = OPTIMIZERS[optimizer]   # a ConfigError (a ValueError) names the registered ones
         self.optimizer = optimizer
         self.momentum = float(momentum)
         self.iterations = 0
@@ -211,20 +203,10 @@ class PackedOptimizer:
 
     # --- routing ------------------------------------------------------------------------------
     def _uses_muon(self, kind: str) -> bool:
-        if self.optimizer == "muon":
-            return kind == "dense"
-        if self.optimizer == "muon_conv":
-            return kind in ("dense", "conv")
-        return False
+        return kind in self.spec.muon_kinds
 
     def _slots(self, kind: str) -> tuple[str, ...]:
-        if self.optimizer == "sgd":
-            return ()
-        if self.optimizer == "sgd_momentum":
-            return ("velocity",)
-        if self._uses_muon(kind):
-            return ("m",)
-        return ("m", "v")
+        return self.spec.slots_of(kind)
 
     # --- the flat layout ---------------------------------------------------------------------------
     def _build(self, entries) -> None:

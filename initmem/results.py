@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from initmem.config import PARQUET_TYPES, RunConfig
+from initmem.layout import EPOCHS_DIR, RUNS_DIR, is_final, resolve
 
 _CONFIG_TYPES = {k: pa.type_for_alias(v) for k, v in PARQUET_TYPES.items()}  # one table, in config.py
 CONFIG_FIELDS = [(f.name, _CONFIG_TYPES[f.type]) for f in dataclasses.fields(RunConfig)]
@@ -81,7 +82,6 @@ SUMMARY_FIELDS = [
     ("updated_at", pa.string()),
 ]
 RUNS_SCHEMA = pa.schema(SUMMARY_FIELDS[:1] + CONFIG_FIELDS + SUMMARY_FIELDS[1:])
-STATUSES = ("running", "completed", "early_stopped", "diverged")
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -92,13 +92,6 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 
 class ResultsError(RuntimeError):
     """The results folder is unreadable or breaks the contract (e.g. a duplicated (run_id, epoch))."""
-
-
-def resolve(root: str) -> tuple[pafs.FileSystem, str]:
-    """A results root (local path or URI) -> (pyarrow filesystem, path inside it)."""
-    if "://" in root:
-        return pafs.FileSystem.from_uri(root)
-    return pafs.LocalFileSystem(), os.path.abspath(root)
 
 
 class ResultsWriter:
@@ -121,20 +114,20 @@ class ResultsWriter:
             return None
         table = pa.Table.from_pylist([dict(r) for r in rows], schema=EPOCHS_SCHEMA)
         first, last = min(r["epoch"] for r in rows), max(r["epoch"] for r in rows)
-        path = f"{self.root}/epochs/{pack}/e{first:05d}-{last:05d}.parquet"
+        path = f"{self.root}/{EPOCHS_DIR}/{pack}/e{first:05d}-{last:05d}.parquet"
         self._atomic_write(table, path)
         return path
 
     def write_runs(self, pack: str, rows: Sequence[Mapping[str, Any]]) -> str:
         """Replace the runs file of one pack (one row per run)."""
         table = pa.Table.from_pylist([dict(r) for r in rows], schema=RUNS_SCHEMA)
-        path = f"{self.root}/runs/{pack}.parquet"
+        path = f"{self.root}/{RUNS_DIR}/{pack}.parquet"
         self._atomic_write(table, path)
         return path
 
     def pack_rows(self, pack: str) -> list[dict[str, Any]]:
         """The runs rows this pack wrote last ([] if none)."""
-        path = f"{self.root}/runs/{pack}.parquet"
+        path = f"{self.root}/{RUNS_DIR}/{pack}.parquet"
         if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
             return []
         return pq.read_table(path, filesystem=self.fs, schema=RUNS_SCHEMA).to_pylist()
@@ -143,11 +136,11 @@ class ResultsWriter:
         """The runs rows of a pack whose every run has a final status ([] otherwise): such a pack
         is never trained again."""
         rows = self.pack_rows(pack)
-        return rows if rows and all(r["status"] != "running" for r in rows) else []
+        return rows if rows and all(is_final(r["status"]) for r in rows) else []
 
     def drop_epochs_after(self, pack: str, epoch: int) -> list[str]:
         """Delete this pack's epochs files that start after `epoch` (left by a dead attempt)."""
-        folder = f"{self.root}/epochs/{pack}"
+        folder = f"{self.root}/{EPOCHS_DIR}/{pack}"
         dropped = []
         for info in self._list(folder):
             name = posixpath.basename(info.path)
@@ -187,14 +180,14 @@ def _read_folder(fs: pafs.FileSystem, folder: str, schema: pa.Schema,
 def read_runs(root: str, filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
     """The runs table. `filters` use pyarrow's DNF form, e.g. [("optimizer", "==", "sgd")]."""
     fs, path = resolve(root)
-    return _read_folder(fs, f"{path}/runs", RUNS_SCHEMA, filters, columns)
+    return _read_folder(fs, f"{path}/{RUNS_DIR}", RUNS_SCHEMA, filters, columns)
 
 
 def read_epochs(root: str, filters: list | None = None, columns: list[str] | None = None,
                 check_unique: bool = True) -> pd.DataFrame:
     """The epochs table; raises ResultsError if a (run_id, epoch) appears twice."""
     fs, path = resolve(root)
-    df = _read_folder(fs, f"{path}/epochs", EPOCHS_SCHEMA, filters, columns)
+    df = _read_folder(fs, f"{path}/{EPOCHS_DIR}", EPOCHS_SCHEMA, filters, columns)
     if check_unique and {"run_id", "epoch"} <= set(df.columns) and len(df):
         dup = df.duplicated(["run_id", "epoch"])
         if dup.any():
@@ -216,5 +209,5 @@ def read_results(root: str, filters: list | None = None) -> tuple[pd.DataFrame, 
 def completed_run_ids(root: str) -> set[str]:
     """run_ids whose pack has finished (any final status): these are never trained again."""
     runs = read_runs(root, columns=["run_id", "status"])
-    return set(runs.loc[runs["status"] != "running", "run_id"])
+    return set(runs.loc[runs["status"].map(is_final).astype(bool), "run_id"])
 

@@ -13,7 +13,8 @@ import pytest
 from analysis.load import load
 from analysis.paper_check import CLAIMS, main, paper_check, verdict
 from analysis.report import build_report
-from analysis.synthetic import EXPERIMENTS, Plant, write_synthetic
+from analysis.synthetic import Plant, write_synthetic
+from initmem.study import EXPERIMENTS
 
 GRID = dict(sigmas=[0.1, 1.3, 2.5], seeds=[0, 1, 2], batch_sizes=[16, 128, 256], epochs=6)
 

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from analysis.load import load
-from analysis.report import KNOWN, build_report, main
-from analysis.synthetic import EXPERIMENTS, Plant, write_synthetic
+from analysis.report import build_report, main
+from initmem.study import EXPERIMENTS
+from analysis.synthetic import Plant, write_synthetic
 
 TINY = dict(seeds=[0, 1], epochs=12)
 
@@ -43,7 +44,7 @@ def _plotlyjs_head():
 
 def test_one_section_per_experiment_plus_clocks_and_linear_model(page):
     ids = re.findall(r"<section id='([^']+)'>", page)
-    assert ids == ["paper_check"] + list(KNOWN) + ["clocks", "linear_model"]
+    assert ids == ["paper_check"] + list(EXPERIMENTS) + ["clocks", "linear_model"]
     assert page.count("<p class='reading'>") == len(ids)
     for title in ("Table 4", "Table 5", "Table 6", "Table 7", "Tables 2-3", "Figure 1a", "Figure 2", "Figure 3a",
                   "Figure 4", "Figure 5", "Figure 8", "Figure 9", "Collapse score", "Forgetting clocks"):
@@ -267,7 +268,7 @@ def test_paper_tables_and_figures_sit_in_their_sections(page):
 
 def test_table1_comes_from_the_catalogue_and_says_where_results_differ(all_roots):
     from analysis.paper_figures import table1
-    from tune_jobs.catalogue import MAIN_GRID
+    from initmem.study import MAIN_GRID
     runs, _ = load(all_roots[0])
     t, _ = table1(runs)
     cat = {r.optimizer: r for r in MAIN_GRID.runs("full")}

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from analysis.load import add_procedure, attach, procedure_columns, procedures
-from analysis.sensitivity import beta_t, collapse_score, family_columns, matching_clock, with_clock
+from analysis.sensitivity import beta_t, collapse_score, family_columns, with_clock
+from initmem.optimizers import own_clock
 from analysis.synthetic import Plant, synthetic_frames
 
 
@@ -66,12 +67,12 @@ def test_degenerate_groups_give_nan_not_errors():
     assert np.isnan(b.loc[2, "beta"]) and b.loc[2, "n"] == 1
 
 
-def test_matching_clock():
-    assert matching_clock("sgd", 0.0) == "t_sgd"
-    assert matching_clock("sgd_momentum", 0.0) == "t_sgd"
-    assert matching_clock("sgd", 1e-3) == "t_l2"
+def test_own_clock():
+    assert own_clock("sgd", 0.0) == "t_sgd"
+    assert own_clock("sgd_momentum", 0.0) == "t_sgd"
+    assert own_clock("sgd", 1e-3) == "t_l2"
     for o in ("adam", "adamw", "muon", "muon_conv"):
-        assert matching_clock(o, 0.0) == "t_adapt"
+        assert own_clock(o, 0.0) == own_clock(o, 1e-3) == "t_adapt"  # the Adam family: T_adapt, L2 or not
     b = with_clock(pd.DataFrame({"optimizer": ["sgd", "sgd", "adam"], "l2": [0, 1e-3, 0], "beta": [-1, 2, -3],
                                  "t_sgd": [1.0, 2, 3], "t_l2": [4.0, 5, 6], "t_adapt": [7.0, 8, 9]}))
     assert b["clock"].tolist() == ["t_sgd", "t_l2", "t_adapt"] and b["T"].tolist() == [1, 5, 9]

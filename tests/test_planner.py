@@ -8,7 +8,7 @@ import time
 import pytest
 
 from initmem.config import RunConfig
-from tune_jobs.catalogue import EXPERIMENTS
+from initmem.study import EXPERIMENTS
 from tune_jobs.planner import (CPU_PACK_SIZE, Device, detect_device, format_plan, forward_flops, lpt_makespan,
                                make_packs, make_plan, n_params, pack_labels, run_flops, run_memory_bytes,
                                run_seconds)

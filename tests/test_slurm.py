@@ -19,7 +19,7 @@ import pytest
 
 from initmem.results import read_epochs, read_runs
 from loopback_cluster import final_packs
-from tune_jobs.catalogue import get_experiment
+from tune_jobs.grids import get_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 SBATCH = REPO / "slurm" / "initmem.sbatch"

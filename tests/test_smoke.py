@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tune_jobs.catalogue import EXPERIMENTS
+from initmem.study import EXPERIMENTS
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_BOUND_S = 180  # the README: the first command, and every smoke preset, in <= 3 minutes on 2 cores

@@ -22,7 +22,8 @@ import pytest
 
 from initmem.results import read_epochs, read_runs
 from loopback_cluster import free_ports
-from tune_jobs.catalogue import EXPERIMENTS, experiment_from_spec
+from initmem.study import EXPERIMENTS
+from tune_jobs.grids import experiment_from_spec
 from tune_jobs.runner import SweepOptions, run_sweep
 from tune_jobs.standin import CrashOnce
 
@@ -65,17 +66,17 @@ def test_worker_killed_after_first_checkpoint_resumes_exactly(tmp_path):
     assert any(" retry " in line for line in crashed), "\n".join(crashed)
     assert res.ok and ref.ok and res.finished_runs == 2
 
-    a = read_epochs(res.results)  # raises on a duplicated (run_id, epoch)
-    b = read_epochs(ref.results)
+    a = read_epochs(res.root)  # raises on a duplicated (run_id, epoch)
+    b = read_epochs(ref.root)
     assert len(a) == 2 * 4 and not a.duplicated(["run_id", "epoch"]).any()
     pd.testing.assert_frame_equal(_sorted(a, ["run_id", "epoch"]).drop(columns="wall_time"),
                                   _sorted(b, ["run_id", "epoch"]).drop(columns="wall_time"))
-    ra, rb = read_runs(res.results), read_runs(ref.results)
+    ra, rb = read_runs(res.root), read_runs(ref.root)
     pd.testing.assert_frame_equal(_sorted(ra, "run_id").drop(columns=VOLATILE_RUN_COLUMNS),
                                   _sorted(rb, "run_id").drop(columns=VOLATILE_RUN_COLUMNS))
     # resumed from the checkpoint of epoch 1, not from scratch: the first attempt's epochs 0-1 file survived
     crashed_pack = marker.read_text().split()[0]  # the pack whose process died (CPU plans may make 2 packs)
-    first = Path(res.results, "epochs", crashed_pack, "e00000-00001.parquet")
+    first = Path(res.root, "epochs", crashed_pack, "e00000-00001.parquet")
     assert first.stat().st_mtime <= marker.stat().st_mtime
 
 

@@ -1,6 +1,7 @@
 """tune_jobs.runner / cli without a cluster: bad input fails before anything starts; the stand-in
 honours train_pack's resume contract; the stored plan guards the storage."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -9,12 +10,15 @@ import time
 import pandas as pd
 import pytest
 
+from initmem.layout import experiment_root, tune_dir
 from initmem.results import read_epochs, read_runs
+from initmem.study import EXPERIMENTS
 from tune_jobs import cli
-from tune_jobs.catalogue import EXPERIMENTS, experiment_from_spec
-from tune_jobs.planner import Device, make_plan
 from tune_jobs.cluster import check_address
-from tune_jobs.runner import SweepError, check_storage, experiment_paths, load_plan, save_plan
+from tune_jobs.errors import SweepError
+from tune_jobs.grids import experiment_from_spec
+from tune_jobs.planner import Device, make_plan
+from tune_jobs.runner import check_storage, load_plan, save_plan
 from tune_jobs.standin import instant_train_pack
 
 TINY = {"name": "tiny", "fixed": {"dataset": "synthetic", "epochs": 4, "width": 0.125, "train_subset": 64,
@@ -143,8 +147,8 @@ def test_standin_resume_is_exactly_once(tmp_path):
 def test_stored_plan_wins_and_guards_the_storage(tmp_path):
     exp = experiment_from_spec(TINY)
     runs = exp.runs("full")
-    exp_dir, results, tune_dir = experiment_paths(str(tmp_path), exp.label("full"))
-    assert results == exp_dir and exp_dir.endswith("/tiny") and tune_dir.endswith("/tiny/tune")
+    exp_dir = experiment_root(str(tmp_path), exp.label("full"))
+    assert exp_dir == str(tmp_path / "tiny") and tune_dir(exp_dir) == str(tmp_path / "tiny" / "tune")
     assert load_plan(exp_dir, runs) is None
     check_storage(exp_dir)
     plan = make_plan("tiny", "full", runs, Device("cpu", "cpu", 8.0, 1, 0.3), max_pack=1)
@@ -156,7 +160,7 @@ def test_stored_plan_wins_and_guards_the_storage(tmp_path):
 
 
 def test_uri_paths():
-    exp_dir, results, tune_dir = experiment_paths("s3://bucket/initmem/", "main_grid")
-    assert (exp_dir, results, tune_dir) == ("s3://bucket/initmem/main_grid", "s3://bucket/initmem/main_grid",
-                                            "s3://bucket/initmem/main_grid/tune")
+    root = experiment_root("s3://bucket/initmem/", "main_grid")
+    assert (root, tune_dir(root)) == ("s3://bucket/initmem/main_grid", "s3://bucket/initmem/main_grid/tune")
+    assert experiment_root("~/x", "e") == os.path.join(os.path.expanduser("~"), "x", "e")
     assert EXPERIMENTS["main_grid"].label("smoke") == "main_grid_smoke"

@@ -19,7 +19,7 @@ import pytest
 
 from initmem.results import ResultsWriter
 from tune_jobs import status as st
-from tune_jobs.catalogue import experiment_from_spec
+from tune_jobs.grids import experiment_from_spec
 from tune_jobs.planner import Device, make_plan, pack_labels
 from tune_jobs.progress import ProgressLine
 from tune_jobs.runner import save_plan

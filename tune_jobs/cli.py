@@ -21,9 +21,11 @@ from typing import Sequence
 
 from initmem.cli import HelpFormatter
 from initmem.config import FIELD_DOCS, ConfigError
-from tune_jobs.catalogue import EXPERIMENTS, PRESETS, USER_GRID_HELP, get_experiment
+from initmem.study import EXPERIMENTS, PRESETS
+from tune_jobs.grids import USER_GRID_HELP, get_experiment
 from tune_jobs.planner import DEFAULT_EFFICIENCY
-from tune_jobs.runner import DEFAULT_STORAGE, SweepError, SweepOptions, run_sweep
+from tune_jobs.errors import SweepError
+from tune_jobs.runner import DEFAULT_STORAGE, SweepOptions, run_sweep
 
 # Allowed values of the numeric options: the --help text and the error of a bad value say the same.
 OPTION_RULES = {
@@ -160,7 +162,7 @@ def main(argv: Sequence[str] | None = None, experiment: str | None = None) -> in
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not args.dry_run and not args.no_report:
-        build_report(result.results)
+        build_report(result.root)
     return 0 if result.ok or args.dry_run else 1
 
 

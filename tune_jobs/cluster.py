@@ -36,6 +36,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Callable
 
+from tune_jobs.errors import SweepError
+
 if TYPE_CHECKING:
     from tune_jobs.runner import SweepOptions
 
@@ -56,17 +58,12 @@ print(json.dumps([{"id": k.hex() if hasattr(k, "hex") else str(k), "ip": n.node_
 """
 
 
-def _fail(msg: str) -> Exception:
-    from tune_jobs.runner import SweepError  # here: runner imports this module
-    return SweepError(msg)
-
-
 def split_address(address: str) -> tuple[str, int]:
     """host:port (or ray://host:port) -> (host, port), or a SweepError naming the allowed forms."""
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise _fail(f"--address {address!r} is not a Ray cluster address: use host:port "
+        raise SweepError(f"--address {address!r} is not a Ray cluster address: use host:port "
                     "(e.g. 127.0.0.1:6379), ray://host:10001 or auto")
     return host.strip("[]"), int(port)
 
@@ -88,7 +85,7 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as e:
-        raise _fail(f"cannot reach a Ray cluster at {address}: {e.strerror or e}. Start one "
+        raise SweepError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}. Start one "
                     "(`ray start --head` here, `ray up cluster.yaml` on AWS) and pass its address, "
                     "or leave --address out to run on a local Ray.") from None
 
@@ -103,7 +100,7 @@ def probe_head(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:
         proc = subprocess.run([sys.executable, "-c", _PROBE, f"{host}:{port}"], capture_output=True, text=True,
                               timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
-        raise _fail(f"{address} accepts connections but no Ray head answered within {timeout_s:.0f}s: is it the "
+        raise SweepError(f"{address} accepts connections but no Ray head answered within {timeout_s:.0f}s: is it the "
                     "head's GCS port (`ray start --head --port PORT`, default 6379), not the dashboard (8265) "
                     "or another service? With token authentication set RAY_AUTH_MODE=token and the "
                     "cluster's token (RAY_AUTH_TOKEN, or `ray get-auth-token` on the head).") from None
@@ -112,11 +109,11 @@ def probe_head(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:
         why = lines[-1] if lines else f"exit status {proc.returncode}"
         hint = (" With token authentication (Ray >= 2.52) set RAY_AUTH_MODE=token and the cluster's token "
                 "(RAY_AUTH_TOKEN, or `ray get-auth-token` on the head)." if "uth" in why else "")
-        raise _fail(f"the Ray head at {address} cannot be joined: {why}.{hint}")
+        raise SweepError(f"the Ray head at {address} cannot be joined: {why}.{hint}")
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        raise _fail(f"the Ray head at {address} gave an unreadable node list: {proc.stdout[-300:]!r}") from None
+        raise SweepError(f"the Ray head at {address} gave an unreadable node list: {proc.stdout[-300:]!r}") from None
 
 
 def prepare_address(address: str) -> None:
@@ -132,7 +129,7 @@ def prepare_address(address: str) -> None:
         if heads:
             break
         if time.time() > deadline:
-            raise _fail(f"the Ray cluster at {address} has no live node after {PROBE_TIMEOUT_S:.0f}s "
+            raise SweepError(f"the Ray cluster at {address} has no live node after {PROBE_TIMEOUT_S:.0f}s "
                         f"(nodes: {nodes}): is its head still starting, or did it fail?")
         time.sleep(1.0)
     if is_loopback(split_address(address)[0]) and is_loopback(heads[0]["ip"]):
@@ -166,7 +163,7 @@ def connect_ray(opts: "SweepOptions", out: Callable[[str], None]) -> bool:
         except Exception as e:  # noqa: BLE001 - ConnectionError, AuthenticationError, ...
             hint = (" With token authentication (Ray >= 2.52), set RAY_AUTH_MODE=token and the cluster's token "
                     "(RAY_AUTH_TOKEN, or `ray get-auth-token` on the head).")
-            raise _fail(f"cannot connect to the Ray cluster at {address}: {type(e).__name__}: {e}.{hint}") from None
+            raise SweepError(f"cannot connect to the Ray cluster at {address}: {type(e).__name__}: {e}.{hint}") from None
         res = ray.cluster_resources()
         n_nodes = sum(n["Alive"] for n in ray.nodes())
         out(f"ray         connected to {address}: {n_nodes} node(s), {res.get('CPU', 0):g} CPUs, "
@@ -255,7 +252,7 @@ def check_shared_storage(exp_dir: str, out: Callable[[str], None],
     if problems:
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in nodes}
         listing = "; ".join(f"node {ips[nid]} ({nid[:8]}): {why}" for nid, why in problems.items())
-        raise _fail(f"--storage {os.path.dirname(exp_dir)} is a local path but {len(problems)} of the cluster's "
+        raise SweepError(f"--storage {os.path.dirname(exp_dir)} is a local path but {len(problems)} of the cluster's "
                     f"{len(nodes)} nodes do not share it with this driver: {listing}. Each node would write its "
                     "results to its own disk and a retried trial on another node would not find them. Use a URI "
                     "every node can reach (--storage s3://bucket/path, gs://bucket/path) or a folder on a "

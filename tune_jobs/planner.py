@@ -34,6 +34,7 @@ from functools import cached_property
 from typing import Sequence
 
 from initmem.config import AUTO_PRECISION, ConfigError, RunConfig, group_by_pack_key, group_into_packs, pack_id
+from initmem.optimizers import OPTIMIZERS
 
 CPU_PACK_SIZE = 1            # default max pack size on CPU workers (packing does not pay there)
 GPU_MEMORY_FRACTION = 0.75   # share of GPU memory packs may plan to use (allocator slack, cuDNN workspaces)
@@ -46,13 +47,12 @@ DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.30}  # achieved fraction of peak (p
 # TF32 runs on the CUDA cores). A CPU core: AVX2/AVX-512 FMA at ~2.5 GHz.
 GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
 CPU_CORE_PEAK_GFLOPS = {"fp64": 25.0, "fp32": 50.0, "tf32": 50.0, "bf16": 50.0}
-# Per-parameter copies held during training: weights, the optimizer's flat gradient and scratch
-# buffers, lr per element, the int32 run index and the bool active mask, optimizer slots, and the
-# gradients autograd is producing at the backward peak. Measured on CPU with bench/bench_memory.py
-# (the fit's state term / (4 bytes x parameters) at widths 0.5 and 1, 2026-12-02): sgd 5.9,
-# adamw 7.9, muon 7.9; sgd_momentum (+velocity) and muon_conv (+Newton-Schulz input and work
-# buffer of the conv kernels) by one copy more.
-STATE_COPIES = {"sgd": 5.9, "sgd_momentum": 6.9, "adam": 7.9, "adamw": 7.9, "muon": 7.9, "muon_conv": 8.9}
+# Per-parameter copies held during training (OptimizerSpec.state_copies, initmem.optimizers): weights,
+# the optimizer's flat gradient and scratch buffers, lr per element, the int32 run index and the bool
+# active mask, optimizer slots, and the gradients autograd is producing at the backward peak.
+# Measured on CPU with bench/bench_memory.py (the fit's state term / (4 bytes x parameters) at widths
+# 0.5 and 1, 2026-12-02): sgd 5.9, adamw 7.9, muon 7.9; sgd_momentum (+velocity) and muon_conv
+# (+Newton-Schulz input and work buffer of the conv kernels) by one copy more.
 # Activation tensors kept for backward per conv layer, in output-sized floats: measured 2.5 (the
 # fit's bytes per image / (4 x sum of conv output sizes), ResNet-9 at widths 0.5 and 1).
 SAVED_PER_CONV = 2.5
@@ -131,7 +131,7 @@ def run_memory_bytes(cfg: RunConfig) -> float:
     if measured is not None and cfg.optimizer in measured[0]:
         state, per_image = measured
         return state[cfg.optimizer] * word / 4 + per_image * cfg.batch_size * _bytes(precision) / 4
-    state = n_params(cfg.arch, cfg.width) * STATE_COPIES[cfg.optimizer] * word
+    state = n_params(cfg.arch, cfg.width) * OPTIMIZERS[cfg.optimizer].state_copies * word
     acts = activation_floats(cfg.arch, cfg.width) * cfg.batch_size * _bytes(precision)
     return state + acts
 

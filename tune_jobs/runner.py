@@ -28,7 +28,6 @@ quadratic in the number of packs when the grid values are the packs themselves).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import posixpath
 import shutil
@@ -48,9 +47,11 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 from initmem.config import RunConfig  # noqa: E402
-from initmem.results import ResultsWriter, completed_run_ids, read_runs, resolve  # noqa: E402
-from tune_jobs.catalogue import Experiment  # noqa: E402
-from tune_jobs.status import PLAN_FILE, TUNE_DIR, plan_packs, read_plan  # noqa: E402  the layout and its reader, once (no Ray)
+from initmem.layout import (PLAN_FILE, experiment_root, is_final, join, plan_packs, read_plan, resolve,  # noqa: E402
+                            tune_dir, write_plan)
+from initmem.results import ResultsWriter, completed_run_ids, read_runs  # noqa: E402
+from initmem.study import Experiment  # noqa: E402
+from tune_jobs.errors import SweepError  # noqa: E402
 from tune_jobs.cluster import check_shared_storage, connect_ray  # noqa: E402
 from tune_jobs.progress import ProgressLine, progress_callback  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
@@ -58,10 +59,6 @@ from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_mem
 
 DEFAULT_STORAGE = "./results"
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class SweepError(RuntimeError):
-    """A sweep cannot start (storage, cluster address, data, plan); the message says what to do."""
 
 
 @dataclass
@@ -90,7 +87,7 @@ class SweepOptions:
 class Job:
     """What every trial needs, shipped once to the workers with tune.with_parameters."""
     packs: dict[str, list[dict]]       # pack_id -> run dicts
-    results: str                       # Parquet results root (path or URI)
+    root: str                          # the experiment's results root (initmem.layout.experiment_root)
     data: str | None
     download: bool
     checkpoint_every: int | None
@@ -100,7 +97,7 @@ class Job:
 
 @dataclass
 class SweepResult:
-    results: str                       # results root
+    root: str                          # the experiment's results root
     plan: Plan
     finished_runs: int
     statuses: dict[str, int]
@@ -118,27 +115,17 @@ class SweepResult:
 
 # --- checks before anything starts -----------------------------------------------------------------
 
-def experiment_paths(storage: str, label: str) -> tuple[str, str, str]:
-    """(experiment dir, results root, Tune dir) for a storage and an experiment label. The results
-    root is the experiment dir itself: its runs/ and epochs/ sit beside plan.json and tune/."""
-    if "://" in storage:
-        base = storage.rstrip("/") + "/" + label
-        return base, base, f"{base}/{TUNE_DIR}"
-    base = os.path.join(os.path.abspath(os.path.expanduser(storage)), label)
-    return base, base, os.path.join(base, TUNE_DIR)
-
-
-def check_storage(exp_dir: str) -> None:
+def check_storage(root: str) -> None:
     """Create the experiment folder and write/delete a probe file, or say why not."""
     try:
-        fs, path = resolve(exp_dir)
+        fs, path = resolve(root)
         fs.create_dir(path, recursive=True)
         probe = posixpath.join(path, f".write-probe-{os.getpid()}")
         with fs.open_output_stream(probe) as f:
             f.write(b"ok")
         fs.delete_file(probe)
     except Exception as e:  # pyarrow raises OSError, ArrowInvalid, ... depending on the filesystem
-        raise SweepError(f"storage {exp_dir!r} is not writable: {type(e).__name__}: {e}. "
+        raise SweepError(f"storage {root!r} is not writable: {type(e).__name__}: {e}. "
                          "Pass --storage with a writable folder or a URI you have credentials for "
                          "(s3://bucket/path, gs://bucket/path).") from None
 
@@ -170,29 +157,16 @@ def check_data(runs: Sequence[RunConfig], opts: SweepOptions, on_cluster: bool) 
 
 # --- plan persistence -----------------------------------------------------------------------------
 
-def _write_text(uri: str, text: str) -> None:
-    fs, path = resolve(uri)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with fs.open_output_stream(tmp) as f:
-        f.write(text.encode())
-    fs.move(tmp, path)
+def save_plan(plan: Plan, root: str) -> None:
+    """plan.json of the sweep (initmem.layout.write_plan)."""
+    write_plan(root, plan.experiment, plan.preset, plan.description, [[r.to_dict() for r in p] for p in plan.packs])
 
 
-def _plan_uri(exp_dir: str) -> str:
-    return posixpath.join(exp_dir, PLAN_FILE)
-
-
-def save_plan(plan: Plan, exp_dir: str) -> None:
-    _write_text(_plan_uri(exp_dir), json.dumps({
-        "experiment": plan.experiment, "preset": plan.preset, "description": plan.description,
-        "packs": [[r.to_dict() for r in p] for p in plan.packs]}))
-
-
-def load_plan(exp_dir: str, runs: Sequence[RunConfig]) -> Plan | None:
+def load_plan(root: str, runs: Sequence[RunConfig]) -> Plan | None:
     """The packs the first invocation planned, or None. They win over a new plan: a re-run with
     another device or pack size keeps them, so Tune's trials and the Parquet pack ids stay valid.
     A different set of runs under the same experiment folder is an error."""
-    stored = read_plan(exp_dir)
+    stored = read_plan(root)
     if stored is None:
         return None
     packs = plan_packs(stored)
@@ -200,7 +174,7 @@ def load_plan(exp_dir: str, runs: Sequence[RunConfig]) -> Plan | None:
     new = {r.replace(device=packs[0][0].device).run_id for r in runs}  # precision=auto hashes per device
     if old != new:
         raise SweepError(
-            f"{exp_dir} holds experiment {stored['experiment']!r} with a different set of runs "
+            f"{root} holds experiment {stored['experiment']!r} with a different set of runs "
             f"({len(old):,} stored, {len(new):,} now; {len(new - old):,} new, {len(old - new):,} gone). "
             "Use another --storage, or the same options (--preset, --set) as the first run.")
     device = Device(packs[0][0].device, packs[0][0].device, 0.0)
@@ -208,10 +182,10 @@ def load_plan(exp_dir: str, runs: Sequence[RunConfig]) -> Plan | None:
                 stored.get("description", ""))
 
 
-def finished_packs(results: str, plan: Plan) -> set[str]:
+def finished_packs(root: str, plan: Plan) -> set[str]:
     """Pack ids whose runs all have a final status in the Parquet (never trained again)."""
     try:
-        done = completed_run_ids(results)
+        done = completed_run_ids(root)
     except Exception:  # noqa: BLE001 - unreadable results (a missing folder reads as empty): nothing is finished
         return set()
     return {pid for pid, p in zip(plan.pack_ids, plan.packs) if all(r.run_id in done for r in p)}
@@ -250,7 +224,7 @@ def pack_trainable(config: dict, job: Job) -> None:
     device = "cuda" if ray.get_gpu_ids() else "cpu"  # what this trial was given, whatever was planned
     runs = [r.replace(device=device) if r.device != device else r for r in runs]
     cfg = runs[0]
-    writer = ResultsWriter(job.results)
+    writer = ResultsWriter(job.root)
     done = writer.finished_rows(pid)
     if done:  # finished before Tune knew: do not retrain (nor load the data)
         tune.report({"epoch": cfg.epochs, "epochs": cfg.epochs, "runs": len(runs), "skipped": True,
@@ -318,32 +292,32 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
     storage = opts.storage or DEFAULT_STORAGE
     if opts.storage is None:
         out(f"storage     {storage} (default; pass --storage PATH_OR_URI to choose)")
-    exp_dir, results, tune_dir = experiment_paths(storage, label)
+    root = experiment_root(storage, label)  # resolved once; everything of the sweep lives under it
     runs = exp.runs(preset, opts.overrides)  # ConfigError before anything starts
 
     if opts.dry_run:
         plan = make_plan(label, preset, runs, trial_device(opts, slots=_local_slots(opts)), opts.max_pack_size,
                          exp.description)
-        out(format_plan(plan, len(finished_packs(results, plan))))
-        out(f"storage     {exp_dir}")
+        out(format_plan(plan, len(finished_packs(root, plan))))
+        out(f"storage     {root}")
         out("dry run     nothing trained; drop --dry-run to start")
-        return SweepResult(results, plan, 0, {}, [], time.time() - t0)
+        return SweepResult(root, plan, 0, {}, [], time.time() - t0)
 
-    check_storage(exp_dir)
+    check_storage(root)
     on_cluster = bool(opts.address or os.environ.get("RAY_ADDRESS"))
     data = check_data(runs, opts, on_cluster)
     if data:
         out(f"data        {data}")
-    stored = load_plan(exp_dir, runs)
-    done = finished_packs(results, stored) if stored is not None else set()
+    stored = load_plan(root, runs)
+    done = finished_packs(root, stored) if stored is not None else set()
     if stored is not None and len(done) == len(stored.packs):
-        out(f"nothing to train: every pack of {label} in {exp_dir} is already finished")
-        return _summarize(stored, results, [], time.time() - t0, out)
+        out(f"nothing to train: every pack of {label} in {root} is already finished")
+        return _summarize(stored, root, [], time.time() - t0, out)
     started = connect_ray(opts, out)
     try:
         import ray
         if not started:  # a cluster: every node must reach a local --storage path (before any trial)
-            check_shared_storage(exp_dir, out)
+            check_shared_storage(root, out)
         res = ray.cluster_resources()
         device = trial_device(opts, cluster_gpus=res.get("GPU", 0), gpu_memory_gb=gpu_memory_from_resources(res))
         per_trial = trial_resources(device, opts)
@@ -353,44 +327,45 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
         device = dataclasses.replace(device, slots=max(slots, 0))
         if stored is not None:  # its packs win: Tune's trials and the Parquet pack ids stay valid
             plan = dataclasses.replace(stored, device=device)
-            out(f"plan        the packs of the first run ({_plan_uri(exp_dir)})")
+            out(f"plan        the packs of the first run ({join(root, PLAN_FILE)})")
         else:
             plan = make_plan(label, preset, runs, device, opts.max_pack_size, exp.description)
-            save_plan(plan, exp_dir)
-            done = finished_packs(results, plan)
+            save_plan(plan, root)
+            done = finished_packs(root, plan)
         out(format_plan(plan, len(done)))
-        out(f"storage     {exp_dir}")
+        out(f"storage     {root}")
         todo = [pid for pid in plan.pack_ids if pid not in done]
-        job = Job({pid: [r.to_dict() for r in p] for pid, p in zip(plan.pack_ids, plan.packs)}, results, data,
+        job = Job({pid: [r.to_dict() for r in p] for pid, p in zip(plan.pack_ids, plan.packs)}, root, data,
                   opts.download, opts.checkpoint_every, train_fn, opts.verbose)
-        errors = _fit(plan, job, todo, tune_dir, opts, out) if todo else []
+        errors = _fit(plan, job, todo, opts, out) if todo else []
         if not todo:
             out("nothing to train: every pack of this experiment is already finished")
     finally:
         if started:
             import ray
             ray.shutdown()
-    return _summarize(plan, results, errors, time.time() - t0, out)
+    return _summarize(plan, root, errors, time.time() - t0, out)
 
 
-def _fit(plan: Plan, job: Job, todo: list[str], tune_dir: str, opts: SweepOptions,
+def _fit(plan: Plan, job: Job, todo: list[str], opts: SweepOptions,
          out: Callable[[str], None]) -> list[str]:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback  # result.json per trial: ResultGrid metrics
 
     labels = dict(zip(plan.pack_ids, pack_labels(plan.packs)))
     sizes = {pid: len(p) for pid, p in zip(plan.pack_ids, plan.packs)}
-    line = ProgressLine(job.results, sizes, {pid: p[0].epochs for pid, p in zip(plan.pack_ids, plan.packs)})
+    line = ProgressLine(job.root, sizes, {pid: p[0].epochs for pid, p in zip(plan.pack_ids, plan.packs)})
     trainable = tune.with_resources(tune.with_parameters(pack_trainable, job=job),
                                     trial_resources(plan.device, opts))
-    storage_path, name = posixpath.split(tune_dir)  # a local path or a URI
+    tune_path = tune_dir(job.root)
+    storage_path, name = posixpath.split(tune_path)  # a local path or a URI
     errors: list[str] = []
-    if tune.Tuner.can_restore(tune_dir):
-        out(f"tune        resuming the Tune experiment in {tune_dir} (unfinished and errored trials "
+    if tune.Tuner.can_restore(tune_path):
+        out(f"tune        resuming the Tune experiment in {tune_path} (unfinished and errored trials "
             "continue from their last checkpoint)")
-        tuner = tune.Tuner.restore(tune_dir, trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
         errors = _errors(tuner.fit())
-        left = [pid for pid in todo if pid not in finished_packs(job.results, plan)]
+        left = [pid for pid in todo if pid not in finished_packs(job.root, plan)]
         if not left or errors:
             return errors
         # Tune's state says these are done but the Parquet does not have them (results deleted?):
@@ -427,20 +402,20 @@ def _errors(grid) -> list[str]:
     return msgs
 
 
-def _summarize(plan: Plan, results: str, errors: list[str], wall: float, out: Callable[[str], None]) -> SweepResult:
-    df = read_runs(results, columns=["run_id", "status"])
+def _summarize(plan: Plan, root: str, errors: list[str], wall: float, out: Callable[[str], None]) -> SweepResult:
+    df = read_runs(root, columns=["run_id", "status"])
     df = df[df["run_id"].isin({r.run_id for r in plan.runs})]
     statuses = {k: int(v) for k, v in df["status"].value_counts().items()}
-    finished = int((df["status"] != "running").sum())
+    finished = int(df["status"].map(is_final).sum())
     out(f"finished    {finished:,}/{len(plan.runs):,} runs "
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(statuses.items())) or 'none'}) in {wall:.0f}s")
     for e in errors:
         out(f"error       {e}")
     if errors or finished < len(plan.runs):
         out("resume      re-run the same command: finished packs are skipped, the rest resume from checkpoints")
-    out(f"results     {_show(results)}")
-    out(f"rebuild     python -m analysis.report {_show(results)} -o report.html   (the report command)")
-    return SweepResult(results, plan, finished, statuses, errors, wall)
+    out(f"results     {_show(root)}")
+    out(f"rebuild     python -m analysis.report {_show(root)} -o report.html   (the report command)")
+    return SweepResult(root, plan, finished, statuses, errors, wall)
 
 
 def _show(path: str) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import posixpath
 import sys
 import time
@@ -33,12 +32,10 @@ from typing import Sequence
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from initmem.config import RunConfig
-from initmem.results import resolve
+from initmem.config import RunConfig, pack_id
+from initmem.layout import (EPOCHS_DIR, FINAL_STATUSES, PLAN_FILE, RUNS_DIR, TUNE_DIR, is_final, plan_packs,
+                            read_plan, resolve)
 from tune_jobs.planner import group_names
-
-PLAN_FILE, TUNE_DIR = "plan.json", "tune"  # the sweep layout under <storage>/<experiment> (runner.py uses these)
-FINAL = ("completed", "early_stopped", "diverged")
 
 
 @dataclass
@@ -83,7 +80,7 @@ class SweepStatus:
 
     @property
     def finished(self) -> int:
-        return sum(g.counts.get(s, 0) for g in self.groups for s in FINAL)
+        return sum(g.counts.get(s, 0) for g in self.groups for s in FINAL_STATUSES)
 
     @property
     def run_epochs_total(self) -> int:
@@ -118,22 +115,6 @@ def _mtime(info: pafs.FileInfo) -> float | None:
     return info.mtime.replace(tzinfo=_dt.timezone.utc).timestamp() if info.mtime is not None else None
 
 
-def read_plan(root: str) -> dict | None:
-    """<root>/plan.json as the runner stored it (experiment, preset, description, packs of run
-    dicts), or None where there is none. The one reader of the file (runner, status, analysis)."""
-    fs, path = resolve(root)
-    plan_path = posixpath.join(path, PLAN_FILE)
-    if fs.get_file_info(plan_path).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(plan_path) as f:
-        return json.loads(f.read().decode())
-
-
-def plan_packs(stored: dict) -> list[list[RunConfig]]:
-    """The packs of a stored plan as RunConfigs."""
-    return [[RunConfig.from_dict(d) for d in p] for p in stored["packs"]]
-
-
 def scan(root: str) -> SweepStatus:
     """Read one experiment folder (<storage>/<experiment>, the one holding plan.json)."""
     fs, path = resolve(root)
@@ -142,14 +123,13 @@ def scan(root: str) -> SweepStatus:
         raise FileNotFoundError(f"{root} holds no sweep: no {PLAN_FILE} (the folder a sweep writes is "
                                 "<storage>/<experiment>, e.g. results/main_grid_smoke)")
     packs = plan_packs(stored)
-    from initmem.config import pack_id
     pids = [pack_id(p) for p in packs]
     names = group_names(packs)
 
-    run_files = {posixpath.basename(i.path)[:-len(".parquet")]: i for i in _files(fs, posixpath.join(path, "runs"))
+    run_files = {posixpath.basename(i.path)[:-len(".parquet")]: i for i in _files(fs, posixpath.join(path, RUNS_DIR))
                  if i.path.endswith(".parquet")}
     epoch_files = defaultdict(list)
-    for i in _files(fs, posixpath.join(path, "epochs")):
+    for i in _files(fs, posixpath.join(path, EPOCHS_DIR)):
         if i.path.endswith(".parquet") and ".tmp-" not in i.path:
             epoch_files[posixpath.basename(posixpath.dirname(i.path))].append(i)
     times = [t for i in list(run_files.values()) + [i for v in epoch_files.values() for i in v]
@@ -173,7 +153,7 @@ def scan(root: str) -> SweepStatus:
         statuses = [rows[r.run_id]["status"] if r.run_id in rows else "not_started" for r in pack]
         for s in statuses:
             g.counts[s] += 1
-        if rows and all(s in FINAL for s in statuses):
+        if rows and all(is_final(s) for s in statuses):
             finished_packs.add(pid)
             done = sum(r.epochs if rows[r.run_id]["status"] != "completed" else int(rows[r.run_id]["epochs_done"] or 0)
                        for r in pack)

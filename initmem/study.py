@@ -1,9 +1,16 @@
-"""The experiments of the study (SPEC Section 2) as data, their smoke presets, and user grids.
+"""The study's experiments (SPEC Section 2) as data: grids, presets and the catalogue.
 
-    from tune_jobs.catalogue import get_experiment
-    exp = get_experiment("main_grid")              # or a path: get_experiment("my_grid.yaml")
+    python -m tune_jobs --list                     # the catalogue, as the sweep command shows it
+
+    from initmem.study import EXPERIMENTS
+    exp = EXPERIMENTS["main_grid"]
     runs = exp.runs("full")                          # 6,250 validated RunConfigs
     runs = exp.runs("smoke")                         # same shape, tiny: 2 sigmas, 1 seed, >= 300 updates
+
+This is the study's vocabulary, so it lives in the core: the sweeps (tune_jobs) run these
+experiments, and the analysis keys its report sections, titles and synthetic data on EXPERIMENTS,
+so an experiment added here gets a sweep command and a report section with no other edit. User
+grid files (YAML / Python) are parsed in tune_jobs/grids.py into the same Experiment.
 
 An experiment is a union of grids. A grid is `fixed` fields plus `axes`, each axis a list of
 values; its runs are the cartesian product of the axes (first axis outermost) on top of the fixed
@@ -21,17 +28,13 @@ at SMOKE_SGD_LR0 = 1e-2 where the full grid has 1e-3 (main_grid, long_sgd, norm_
 learning rate a smoke changes; lr_l2's lr0 axis is kept). Each smoke finishes on 2 CPU cores in
 about 3 minutes at most (bench/bench_smoke.py) and exercises every code path of the full preset;
 depth's and norm_aug's smokes train b=16 only and depth's adam only, to stay within that.
-
-A user grid is a YAML or Python file of the same shape (see USER_GRID_HELP); its fields are the
-RunConfig fields.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import itertools
 import math
-import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
@@ -43,7 +46,7 @@ SIGMA25 = tuple(round(0.1 * i, 2) for i in range(1, 26))   # 0.1, 0.2, ..., 2.5 
 SIGMA5 = (0.1, 0.5, 1.0, 1.8, 2.5)
 OPT5 = ("sgd", "sgd_momentum", "adam", "adamw", "muon")
 BATCH5 = (16, 32, 64, 128, 256)
-PRESETS = ("smoke", "full")
+PRESETS = ("smoke", "full")  # every catalogue experiment has these; a user grid may add its own smoke
 
 # Fixed fields of every smoke run: a narrow network on a data subset; epochs follow SMOKE_UPDATES.
 SMOKE = {"width": 0.125, "train_subset": 2400, "eval_subset": 500}
@@ -73,24 +76,40 @@ class Grid:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A named union of grids with a full and a smoke preset."""
+    """A named union of grids per preset (PRESETS: full, the paper's; smoke, its tiny cut)."""
     name: str
     description: str
-    full: tuple[Grid, ...]
-    smoke: tuple[Grid, ...]
+    presets: Mapping[str, tuple[Grid, ...]]
     expected_runs: int | None = None   # SPEC Section 2 count of the full preset (checked in tests)
     source: str = "catalogue"          # catalogue, or the user file it came from
+    title: str = ""                    # the report section's heading (default: "Experiment <name>")
+
+    @property
+    def heading(self) -> str:
+        return self.title or f"Experiment {self.name}"
+
+    @property
+    def full(self) -> tuple[Grid, ...]:
+        return self.presets["full"]
 
     def grids(self, preset: str) -> tuple[Grid, ...]:
-        if preset not in PRESETS:
-            raise ConfigError(f"preset={preset!r} is not allowed: one of {list(PRESETS)}")
-        return self.full if preset == "full" else self.smoke
+        if preset not in self.presets:
+            raise ConfigError(f"preset={preset!r} is not allowed: one of {list(self.presets)}")
+        return self.presets[preset]
+
+    def restrict(self, **values: Sequence[Any]) -> "Experiment":
+        """The same experiment with some fields limited to `values` in every preset (cut_grids): an
+        axis of a grid takes the given values instead of its own; a grid whose fixed (or default)
+        value of the field is not among them is left out. E.g. restrict(sigma_w=[0.1, 2.5], seed=[0])."""
+        presets = {p: cut_grids(g, **values) for p, g in self.presets.items()}
+        return dataclasses.replace(self, presets=presets, expected_runs=None)
 
     def label(self, preset: str) -> str:
-        """The folder under --storage: the name, or name_smoke, so a smoke never mixes into the full
-        results. Runs of both presets carry RunConfig.experiment = name (the analysis keys its
-        sections on it; a smoke run differs from a full one in its science fields and run_id)."""
-        return self.name if preset == "full" else f"{self.name}_smoke"
+        """The folder under --storage: the name for the full preset, else name_<preset>, so a smoke
+        never mixes into the full results. Runs of every preset carry RunConfig.experiment = name
+        (the analysis keys its sections on it; a smoke run differs from a full one in its science
+        fields and run_id)."""
+        return self.name if preset == "full" else f"{self.name}_{preset}"
 
     def runs(self, preset: str = "full", overrides: Mapping[str, Any] | None = None) -> list[RunConfig]:
         """Every run of the preset, validated; `overrides` replace fields in every run."""
@@ -112,6 +131,24 @@ class Experiment:
                 seen.add(cfg.run_id)
                 runs.append(cfg)
         return runs
+
+
+def cut_grids(grids: Sequence[Grid], **values: Sequence[Any]) -> tuple[Grid, ...]:
+    """Grids with fields limited to `values` (see Experiment.restrict); unknown fields are an error."""
+    unknown = sorted(set(values) - RUN_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown run field(s) {unknown}; allowed fields: {sorted(RUN_FIELDS)}")
+    out = []
+    for g in grids:
+        axes, keep = dict(g.axes), True
+        for name, vals in values.items():
+            if name in axes:
+                axes[name] = tuple(vals)
+            else:
+                keep &= g.fixed.get(name, getattr(RunConfig(), name)) in tuple(vals)
+        if keep:
+            out.append(Grid(g.fixed, axes))
+    return tuple(out)
 
 
 def smoke_epochs(batch_size: int, n_train: int = SMOKE["train_subset"]) -> int:
@@ -163,10 +200,11 @@ def shrink(grid: Grid, **axes: Sequence[Any]) -> tuple[Grid, ...]:
     return tuple(grids)
 
 
-def _experiment(name: str, description: str, grids: Sequence[Grid], expected: int,
+def _experiment(name: str, title: str, description: str, grids: Sequence[Grid], expected: int,
                 **smoke_axes: Sequence[Any]) -> Experiment:
     grids = tuple(grids)
-    return Experiment(name, description, grids, tuple(s for g in grids for s in shrink(g, **smoke_axes)), expected)
+    smoke = tuple(s for g in grids for s in shrink(g, **smoke_axes))
+    return Experiment(name, description, {"full": grids, "smoke": smoke}, expected, title=title)
 
 
 # --- SPEC Section 2 -----------------------------------------------------------------------------
@@ -174,33 +212,38 @@ def _experiment(name: str, description: str, grids: Sequence[Grid], expected: in
 # BatchNorm, no L2; adamw/muon take decoupled decay 1e-4 from RunConfig.
 
 MAIN_GRID = _experiment(
-    "main_grid", "ResNet-9 x SIGMA25 x OPT5 x b in {16,32,64,128,256} x 10 seeds",
+    "main_grid", "Main grid: optimizer x batch size x sigma_w (Figures 1-3, 6; Tables 2-3)",
+    "ResNet-9 x SIGMA25 x OPT5 x b in {16,32,64,128,256} x 10 seeds",
     [Grid({"arch": "resnet9"},
           {"optimizer": OPT5, "batch_size": BATCH5, "sigma_w": SIGMA25, "seed": SEEDS10})],
     6_250)
 
 LONG_SGD = _experiment(
-    "long_sgd", "sgd, constant lr 1e-3, 5,000 epochs, SIGMA5 x b in {16,128}, seed 42",
+    "long_sgd", "Long SGD: constant lr for many epochs",
+    "sgd, constant lr 1e-3, 5,000 epochs, SIGMA5 x b in {16,128}, seed 42",
     [Grid({"arch": "resnet9", "optimizer": "sgd", "schedule": "constant", "lr0": 1e-3, "epochs": 5_000},
           {"batch_size": (16, 128), "sigma_w": SIGMA5, "seed": (42,)})],
     10)
 
 LR_L2 = _experiment(
-    "lr_l2", "sgd, 300 ep cosine, lr0 {1e-3,1e-2,1e-1} x l2 {0,1e-3,5e-3,1e-2} x SIGMA5 x b {16,128} x 10 seeds",
+    "lr_l2", "Learning rate x L2 for SGD (Figure 4, Table 4)",
+    "sgd, 300 ep cosine, lr0 {1e-3,1e-2,1e-1} x l2 {0,1e-3,5e-3,1e-2} x SIGMA5 x b {16,128} x 10 seeds",
     [Grid({"arch": "resnet9", "optimizer": "sgd"},
           {"lr0": (1e-3, 1e-2, 1e-1), "l2": (0.0, 1e-3, 5e-3, 1e-2), "batch_size": (16, 128),
            "sigma_w": SIGMA5, "seed": SEEDS10})],
     1_200, lr0=(1e-3, 1e-1), l2=(0.0, 1e-2))
 
 NORM_AUG = _experiment(
-    "norm_aug", "{BatchNorm, LayerNorm} + augmentation x {sgd, adam} x SIGMA5 x b {16,128} x 5 seeds",
+    "norm_aug", "Normalisation and augmentation (Figure 8, Table 6)",
+    "{BatchNorm, LayerNorm} + augmentation x {sgd, adam} x SIGMA5 x b {16,128} x 5 seeds",
     [Grid({"arch": "resnet9", "augment": True},
           {"norm": ("batchnorm", "layernorm"), "optimizer": ("sgd", "adam"), "batch_size": (16, 128),
            "sigma_w": SIGMA5, "seed": SEEDS5})],
     200, batch_size=(16,))  # smoke: b=16 only; LayerNorm packs cost ~2.3x BatchNorm ones (b 16+32: 440 CPU s)
 
 BEST_RECIPE = _experiment(
-    "best_recipe", "200 ep cosine + augmentation: sgd_momentum (lr0 0.1, mu 0.9, L2 5e-4) vs adam (1e-3), "
+    "best_recipe", "Best recipe: standard SGD vs Adam (Table 7)",
+    "200 ep cosine + augmentation: sgd_momentum (lr0 0.1, mu 0.9, L2 5e-4) vs adam (1e-3), "
                    "sigma {0.1,2.5} x b {16,128,256} x 10 seeds",
     # L2 here is the Keras penalty (l2), not decoupled decay: RunConfig rejects weight_decay for sgd_momentum.
     [Grid({"arch": "resnet9", "augment": True, "epochs": 200, "optimizer": "sgd_momentum",
@@ -211,7 +254,8 @@ BEST_RECIPE = _experiment(
     120)
 
 DEPTH = _experiment(
-    "depth", "{ResNet-56, ResNet-110, R9-AvgPool} x OPT5 x SIGMA5 x b {16,128} x 10 seeds; "
+    "depth", "Depth: ResNet-56 / ResNet-110 / R9-AvgPool (Figures 5, 7; Table 5)",
+    "{ResNet-56, ResNet-110, R9-AvgPool} x OPT5 x SIGMA5 x b {16,128} x 10 seeds; "
              "ResNet-56/110 early-stop with patience 30 on val loss, R9-AvgPool does not",
     [Grid({"patience": 30},
           {"arch": ("resnet56", "resnet110"), "optimizer": OPT5, "batch_size": (16, 128),
@@ -222,107 +266,3 @@ DEPTH = _experiment(
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in
                                       (MAIN_GRID, LONG_SGD, LR_L2, NORM_AUG, BEST_RECIPE, DEPTH)}
-
-
-# --- user-defined experiments -------------------------------------------------------------------
-
-USER_GRID_HELP = """\
-A user grid is a YAML file (.yaml/.yml) or a Python file (.py defining EXPERIMENT = {...}):
-
-    name: my_sweep                       # folder under --storage; RunConfig.experiment label
-    description: sgd vs adam at two widths
-    fixed: {epochs: 50, augment: true}   # fields shared by every run (RunConfig fields)
-    axes:                                # cartesian product, each a list of values
-      optimizer: [sgd, adam]
-      width: [0.5, 1.0]
-      sigma_w: [0.1, 1.0, 2.5]
-      seed: [0, 1, 2]
-    # instead of fixed/axes, a union:  grids: [{fixed: ..., axes: ...}, ...]
-    # optional smoke preset (default: the full grids shrunk like the catalogue's smokes):
-    # smoke: [{fixed: ..., axes: ...}]
-"""
-
-_USER_KEYS = {"name", "description", "fixed", "axes", "grids", "smoke"}
-
-
-def _grid_from(spec: Any, where: str) -> Grid:
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{where}: a grid is a mapping with 'fixed' and 'axes', got {type(spec).__name__}")
-    unknown = sorted(set(spec) - {"fixed", "axes"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} in a grid; allowed: ['axes', 'fixed']")
-    fixed, axes = dict(spec.get("fixed") or {}), dict(spec.get("axes") or {})
-    for name in list(fixed) + list(axes):
-        if name not in RUN_FIELDS:
-            raise ConfigError(f"{where}: unknown run field {name!r}; allowed fields: {sorted(RUN_FIELDS)}")
-        if name == "experiment":
-            raise ConfigError(f"{where}: 'experiment' is set from the grid's name, not a field to vary")
-    for name, values in axes.items():
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-            raise ConfigError(f"{where}: axis {name}={values!r} is not allowed: a non-empty list of values")
-    return Grid(fixed, {k: tuple(v) for k, v in axes.items()})
-
-
-def experiment_from_spec(spec: Mapping[str, Any], source: str = "user grid") -> Experiment:
-    """A user Experiment from a dict of the USER_GRID_HELP shape; every run is validated."""
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{source}: expected a mapping at the top level\n{USER_GRID_HELP}")
-    unknown = sorted(set(spec) - _USER_KEYS)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(_USER_KEYS)}")
-    name = spec.get("name") or os.path.splitext(os.path.basename(source))[0]
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ \t\n"):
-        raise ConfigError(f"{source}: name={name!r} is not allowed: a non-empty name without spaces or slashes")
-    if name in EXPERIMENTS:
-        raise ConfigError(f"{source}: name={name!r} is taken by the catalogue; choose another name")
-    if "grids" in spec and ("fixed" in spec or "axes" in spec):
-        raise ConfigError(f"{source}: give either 'grids' or 'fixed'/'axes', not both")
-    raw = spec["grids"] if "grids" in spec else [{"fixed": spec.get("fixed"), "axes": spec.get("axes")}]
-    if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)) or not raw:
-        raise ConfigError(f"{source}: grids must be a non-empty list of {{fixed, axes}} mappings")
-    full = tuple(_grid_from(g, f"{source}: grid {i + 1}") for i, g in enumerate(raw))
-    if "smoke" in spec:
-        raw_smoke = spec["smoke"] if isinstance(spec["smoke"], Sequence) else [spec["smoke"]]
-        smoke = tuple(_grid_from(g, f"{source}: smoke grid {i + 1}") for i, g in enumerate(raw_smoke))
-    else:
-        smoke = tuple(s for g in full for s in shrink(g))
-    exp = Experiment(name, str(spec.get("description", "")), full, smoke, None, source)
-    for preset in PRESETS:  # validate every run of both presets now, before anything starts
-        exp.runs(preset)
-    return exp
-
-
-def load_user_experiment(path: str) -> Experiment:
-    """Read a user grid from a .yaml/.yml or .py file (see USER_GRID_HELP)."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"experiment file {path!r} does not exist")
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".yaml", ".yml"):
-        import yaml
-        with open(path) as f:
-            try:
-                spec = yaml.safe_load(f)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    elif ext == ".py":
-        mod_spec = importlib.util.spec_from_file_location(f"_user_grid_{abs(hash(path))}", path)
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-        if isinstance(getattr(module, "EXPERIMENT", None), Experiment):
-            return module.EXPERIMENT
-        if not isinstance(getattr(module, "EXPERIMENT", None), Mapping):
-            raise ConfigError(f"{path}: a Python grid defines EXPERIMENT = {{...}}\n{USER_GRID_HELP}")
-        spec = module.EXPERIMENT
-    else:
-        raise ConfigError(f"{path}: an experiment file is .yaml, .yml or .py, not {ext or 'extensionless'}")
-    return experiment_from_spec(spec, source=path)
-
-
-def get_experiment(name_or_path: str) -> Experiment:
-    """A catalogue experiment by name, or a user grid from a file path."""
-    if name_or_path in EXPERIMENTS:
-        return EXPERIMENTS[name_or_path]
-    if name_or_path.endswith((".yaml", ".yml", ".py")) or os.sep in name_or_path:
-        return load_user_experiment(name_or_path)
-    raise ConfigError(f"unknown experiment {name_or_path!r}: one of {list(EXPERIMENTS)}, "
-                      "or the path of a .yaml/.py grid file")
