@@ -38,6 +38,8 @@ import pandas as pd
 
 from initmem.optimizers import own_clock
 
+from analysis.bootstrap import multiplicities
+
 from analysis.sensitivity import BETA_FLOOR
 
 CLOCK_VERDICT, EPOCH_VERDICT, NO_VERDICT = "aligns on its clock", "aligns on epochs", "no clear difference"
@@ -204,22 +206,6 @@ def _procedure_arrays(runs: pd.DataFrame, epochs: pd.DataFrame, wanted: np.ndarr
     return out
 
 
-def _weights(cell: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(1 + n_boot, runs) multiplicities: row 0 all ones, then runs resampled within each cell."""
-    order = np.argsort(cell, kind="stable")
-    sc = cell[order]
-    start = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
-    size = np.diff(np.r_[start, len(sc)])
-    slot_start, slot_size = np.repeat(start, size), np.repeat(size, size)
-    R = len(cell)
-    W = np.ones((1 + n_boot, R))
-    if n_boot:
-        draw = order[slot_start + (rng.random((n_boot, R)) * slot_size).astype(np.int64)]
-        key = (np.arange(n_boot)[:, None] * R + draw).ravel()
-        W[1:] = np.bincount(key, minlength=n_boot * R).reshape(n_boot, R)
-    return W
-
-
 def _weighted_beta(p: dict, W: np.ndarray) -> np.ndarray:
     """OLS slope of val_acc on sigma per epoch for every weight row: (replicates, epochs). x and y
     are centred first (the slope does not change; the sums stay small). Complete runs (no missing
@@ -295,7 +281,7 @@ def _families(groups, arrays, fam_cols, across, clock, n_boot, ci, floor, rng) -
             if p is None:
                 continue
             curves.append((p["epochs"], _log_clock(p["clocks"][c])))
-            ly.append(_log_beta(_weighted_beta(p, _weights(p["cell"], n_boot, rng)), floor))
+            ly.append(_log_beta(_weighted_beta(p, multiplicities(p["cell"], n_boot, rng)), floor))
         if len(curves) < 2:
             continue
         rows.append({**dict(zip(fam_cols, key)), "clock": c, **_summary(curves, ly, interval=True, ci=ci)})

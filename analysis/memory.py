@@ -24,6 +24,7 @@ import pandas as pd
 
 from initmem.metrics import INTERP_THRESHOLD
 
+from analysis.bootstrap import draws
 from analysis.load import procedure_columns
 from analysis.sensitivity import CLOCKS, add_own_clock, extension_clocks
 
@@ -121,18 +122,15 @@ def spread(runs: pd.DataFrame, by: Sequence[str] | None = None, metric: str = "t
 
 
 def _bootstrap(v: np.ndarray, cstart: np.ndarray, csize: np.ndarray, gstart: np.ndarray,
-               n_boot: int, seed: int, block: int = 256) -> np.ndarray:
-    """(n_boot, n_groups) bootstrap Mem: all cells and groups at once, in blocks of replicates."""
+               n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_groups) bootstrap Mem: all cells and groups at once, in blocks of replicates
+    (analysis.bootstrap: seeds resampled within each (group, sigma) cell)."""
     rng = np.random.default_rng(seed)
-    row_start = np.repeat(cstart, csize)  # each slot draws from its own cell
-    row_size = np.repeat(csize, csize)
-    out = np.empty((n_boot, len(gstart)))
-    for b0 in range(0, n_boot, block):
-        nb = min(block, n_boot - b0)
-        idx = row_start + (rng.random((nb, len(v))) * row_size).astype(np.int64)
+    blocks = []
+    for idx in draws(cstart, csize, n_boot, rng):
         means = np.add.reduceat(v[idx], cstart, axis=1) / csize
-        out[b0:b0 + nb] = np.maximum.reduceat(means, gstart, axis=1) - np.minimum.reduceat(means, gstart, axis=1)
-    return out
+        blocks.append(np.maximum.reduceat(means, gstart, axis=1) - np.minimum.reduceat(means, gstart, axis=1))
+    return np.concatenate(blocks)
 
 
 def varying(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:

@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.bootstrap import cell_means, cells
 from analysis.memory import PP, spread
 
 ROUNDING = 0.05 + 1e-9  # pp: half the last digit the paper quotes (inclusive, up to float round-off)
@@ -116,16 +117,6 @@ def claims_for(cfg) -> list[Claim]:
 
 
 # ----------------------------------------------------------------------------- measuring
-def _cell_boot(v: np.ndarray, cell: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n_cells) bootstrap means: values resampled with replacement within each cell."""
-    order = np.argsort(cell, kind="stable")
-    v, cell = v[order], cell[order]
-    start = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
-    size = np.diff(np.r_[start, len(v)])
-    idx = np.repeat(start, size) + (rng.random((n_boot, len(v))) * np.repeat(size, size)).astype(np.int64)
-    return np.add.reduceat(v[idx], start, axis=1) / size
-
-
 def _measure(c: Claim, runs: pd.DataFrame, n_boot: int, rng: np.random.Generator, ci: float,
              spreads: pd.DataFrame | None = None) -> dict:
     """measured, lo, hi, n_runs of one claim on the runs of its procedure."""
@@ -147,7 +138,8 @@ def _measure(c: Claim, runs: pd.DataFrame, n_boot: int, rng: np.random.Generator
         return {"measured": np.nan, "lo": np.nan, "hi": np.nan, "n_runs": 0}
     _, cell = np.unique(np.round(sig, 9), return_inverse=True)
     means = np.bincount(cell, v) / np.bincount(cell)
-    boot = _cell_boot(v, cell, n_boot, rng) if n_boot else None
+    order, start, size = cells(cell)
+    boot = cell_means(v[order], start, size, n_boot, rng) if n_boot else None
     if c.kind == "acc":
         m, b = means[0], (boot[:, 0] if boot is not None else None)
     else:
