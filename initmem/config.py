@@ -20,9 +20,11 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from initmem.errors import ConfigError
+from initmem.fields import (FieldDoc, check_fields, check_value, coerce, fail, field_docs, markdown_table, meta,
+                            option)
 from initmem.optimizers import OPTIMIZERS, decoupled
 from initmem.registry import did_you_mean
 
@@ -47,22 +49,7 @@ SYNTHETIC_TRAIN_SIZE = 640  # train images of dataset="synthetic" when train_sub
 SYNTHETIC_EVAL_SIZE = 200   # its val and test images, each, when eval_subset is 0
 
 
-def _field(default: Any, meaning: str, unit: str = "", allowed: str | Callable[[], str] = "",
-           choices: Sequence[str] | None = None, check: Callable[[Any], bool] | None = None) -> Any:
-    """A RunConfig field with its documentation, the one place that the --help of both CLIs, the
-    validation errors and docs/results.md are generated from (see FIELD_DOCS, describe()).
-    meaning: what it is; unit: e.g. "updates"; allowed: the values allowed, as the error states
-    them (`choices` make it "one of [...]", read when asked, so a registry's plugins are listed;
-    a callable is called then too); check(value) -> bool enforces `allowed`."""
-    return dataclasses.field(default=default, metadata={
-        "meaning": meaning, "unit": unit, "allowed": allowed, "choices": choices, "check": check})
-
-
-def allowed_text(meta: Mapping[str, Any]) -> str:
-    """The `allowed` of a field's metadata as text, now (registries may have grown)."""
-    if meta["choices"] is not None:
-        return f"one of {list(meta['choices'])}"
-    return meta["allowed"]() if callable(meta["allowed"]) else meta["allowed"]
+_field = option  # RunConfig's fields are options (initmem.fields): meaning, unit, allowed, check
 
 
 def _name_ok(v: str) -> bool:
@@ -194,113 +181,47 @@ class RunConfig:
 
 def _coerce(name: str, value: Any) -> Any:
     """Accept strings from CLIs/YAML for numeric and boolean fields, with a clear error."""
-    typ = {f.name: f.type for f in fields(RunConfig)}[name]
-    if not isinstance(value, str) or typ == "str":
-        return value
-    try:
-        if typ == "bool":
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if typ == "int":
-            return int(value)
-        if typ == "float":
-            return float(value)
-    except ValueError:
-        allowed = allowed_text({f.name: f.metadata for f in fields(RunConfig)}[name])
-        raise ConfigError(f"{name}={value!r} is not a valid {typ}; allowed: {allowed}") from None
-    return value
-
-
-def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
-
-
-def _check_type(name: str, value: Any, typ: type | tuple, allowed: str) -> None:
-    names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-    if isinstance(value, bool) and typ in (int, (int, float)):
-        _fail(name, value, f"{allowed} (expected {names}, got a bool)")
-    if not isinstance(value, typ):
-        _fail(name, value, f"{allowed} (expected {names}, got {type(value).__name__})")
-
-
-_PY_TYPES = {"str": str, "bool": bool, "int": int, "float": (int, float)}
+    f = {f.name: f for f in fields(RunConfig)}[name]
+    return coerce(name, value, f.type, f.metadata)
 
 
 def _validate(c: RunConfig) -> None:
     """Each field against its definition (type, then `allowed`), then the rules across fields."""
-    for f in fields(c):
-        name, value, meta = f.name, getattr(c, f.name), f.metadata
-        if meta["choices"] is not None:
-            if value not in meta["choices"]:
-                _fail(name, value, allowed_text(meta) + did_you_mean(value, meta["choices"]))
-            continue
-        _check_type(name, value, _PY_TYPES[f.type], allowed_text(meta))
-        if f.type == "float" and not math.isfinite(value):
-            _fail(name, value, "a finite number")
-        if meta["check"] is not None and not meta["check"](value):
-            _fail(name, value, allowed_text(meta))
+    check_fields(c)
     if c.weight_decay > 0 and not OPTIMIZERS[c.optimizer].decoupled_decay:
-        _fail("weight_decay", c.weight_decay,
+        fail("weight_decay", c.weight_decay,
               f"0 for optimizer {c.optimizer!r} (decoupled decay exists for {list(decoupled())};"
               " use l2 for a coupled penalty)")
     if c.train_subset and c.batch_size > c.train_subset:
-        _fail("batch_size", c.batch_size, f"at most train_subset={c.train_subset}")
+        fail("batch_size", c.batch_size, f"at most train_subset={c.train_subset}")
 
 
 # --- the field definitions as documentation -------------------------------------------------------
 PARQUET_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool"}  # pyarrow aliases: results.CONFIG_FIELDS
 
 
-@dataclass(frozen=True)
-class FieldDoc:
-    """One RunConfig field as the CLIs and docs/results.md show it."""
-    name: str
-    type: str        # str | int | float | bool (the CLI's metavar, PARQUET_TYPES for the column)
-    default: Any
-    meaning: str
-    unit: str
-    meta: Mapping[str, Any]
-    per_run: bool    # may differ between the runs of a pack
-
-    @property
-    def allowed(self) -> str:
-        """The allowed values, now (a registry's plugins included)."""
-        return allowed_text(self.meta)
-
-    @property
-    def default_text(self) -> str:
-        """The default as it is typed on a command line: false, 'adhoc', 0.001, 128."""
-        if isinstance(self.default, bool):
-            return str(self.default).lower()
-        if isinstance(self.default, float):
-            return f"{self.default:g}"
-        return str(self.default)
-
-    def describe(self) -> str:
-        """One line: meaning [unit]; allowed: ...; default: ..."""
-        unit = f" [{self.unit}]" if self.unit else ""
-        return f"{self.meaning}{unit}; allowed: {self.allowed}; default: {self.default_text}"
-
-
-FIELD_DOCS: dict[str, FieldDoc] = {
-    f.name: FieldDoc(f.name, f.type, f.default, f.metadata["meaning"], f.metadata["unit"], f.metadata,
-                     f.name in PER_RUN_FIELDS)
-    for f in fields(RunConfig)}
+FIELD_DOCS: dict[str, FieldDoc] = field_docs(RunConfig, PER_RUN_FIELDS)
 
 
 def fields_markdown() -> str:
     """The table of RunConfig columns in docs/results.md (a test checks that the two agree;
     `python -m initmem fields --markdown` prints it)."""
-    lines = ["| column | type | unit | meaning | allowed | default |", "| --- | --- | --- | --- | --- | --- |"]
-    for d in FIELD_DOCS.values():
-        cells = (f"{d.name}", PARQUET_TYPES[d.type], d.unit, d.meaning + (" (per run)" if d.per_run else ""),
-                 d.allowed, f"`{d.default_text}`")
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(FIELD_DOCS, "column", PARQUET_TYPES)
+
+
+# --- how often a pack checkpoints (the trainer's option; both command lines show this definition) -------
+CHECKPOINT_EVERY = meta("epochs between checkpoints of a pack (a crash loses at most this many)", "epochs",
+                        "an integer >= 1", check=lambda v: v >= 1,
+                        default_text="epochs // 30, at least 1 (about 30 checkpoints per run)")
+
+
+def checkpoint_interval(every: int | None, epochs: int) -> int:
+    """Epochs between checkpoints: `every` when given (an integer >= 1, else a ConfigError), else
+    epochs // 30 and at least 1, so a crash loses at most ~3% of a pack's work."""
+    if every is None:
+        return max(1, epochs // 30)
+    check_value("checkpoint_every", every, "int", CHECKPOINT_EVERY)
+    return every
 
 
 def group_by_pack_key(runs: Iterable[RunConfig]) -> dict[tuple, list[RunConfig]]:

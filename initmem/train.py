@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import initmem
 from initmem import metrics
-from initmem.config import RunConfig, check_pack, pack_id
+from initmem.config import RunConfig, check_pack, checkpoint_interval, pack_id
 from initmem.data import Splits, augment, epoch_order, run_generators
 from initmem.models import build_model
 from initmem.optim import PackedOptimizer, schedule_factor
@@ -307,7 +307,7 @@ def _fmt(values: np.ndarray) -> str:
 
 
 def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWriter | None = None,
-               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
+               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int | None = None,
                on_checkpoint: Callable[[int, Path], None] | None = None,
                log: Callable[[str], None] | None = print,
                stop_after_epoch: int | None = None) -> list[dict]:
@@ -315,10 +315,9 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
 
     results: a results root (path/URI) or a ResultsWriter; None keeps everything in memory.
     checkpoint_dir: resumed from when it holds a checkpoint; written every `checkpoint_every`
-    epochs and at the end. stop_after_epoch: return after that epoch (rows say status=running).
+    epochs (None: config.checkpoint_interval's default, epochs // 30) and at the end. stop_after_epoch: return after that epoch (rows say status=running).
     """
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every={checkpoint_every!r} is not allowed: an integer >= 1")
+    every = checkpoint_interval(checkpoint_every, runs[0].epochs)  # a ConfigError before anything starts
     log = log or (lambda _msg: None)
     writer = ResultsWriter(results) if isinstance(results, (str, os.PathLike)) else results
     if writer is not None:
@@ -370,7 +369,7 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
                         for h in t.history])
         log(f"[{t.pack_id}] epoch {t.epoch}/{cfg.epochs} {time.perf_counter() - start:.1f}s "
             f"train_loss {_fmt(train_loss)} val_acc {_fmt(val)} active {int(t.active.sum())}/{t.m}")
-        if last or t.epoch % checkpoint_every == 0 or t.epoch == stop_after_epoch:
+        if last or t.epoch % every == 0 or t.epoch == stop_after_epoch:
             checkpoint()
 
     finished = t.epoch == cfg.epochs or not t.active.any()

@@ -123,23 +123,28 @@ def test_help_of_both_clis_shows_every_field_with_meaning_unit_allowed_and_defau
 
 
 def test_every_tune_jobs_option_states_its_default_and_allowed_values(capsys):
-    from tune_jobs.cli import OPTION_RULES, build_parser
+    from tune_jobs.cli import build_parser
+    from tune_jobs.options import OPTION_DOCS
     parser = build_parser("main_grid")
+    seen = set()
     for action in parser._actions:
         if action.dest == "help":
             continue
         assert "default:" in action.help, action.dest
-        if action.dest in OPTION_RULES:
-            assert f"allowed: {OPTION_RULES[action.dest][0]}" in action.help, action.dest
-        if action.choices:
+        if action.dest in OPTION_DOCS:
+            seen.add(action.dest)
+            assert f"allowed: {OPTION_DOCS[action.dest].allowed}" in action.help, action.dest
+            assert f"default: {OPTION_DOCS[action.dest].default_text}" in action.help, action.dest
+        elif action.choices:
             assert f"allowed: {', '.join(action.choices)}" in action.help, action.dest
-    # the error of a bad value says the same allowed text as --help
+    assert seen == set(OPTION_DOCS)  # every documented option is a flag
+    # the error of a bad value names the flag and says the same allowed text as --help
     from tune_jobs.cli import main as tune_main
-    for flag, bad in (("--max-concurrent", "0"), ("--cpus-per-trial", "0"), ("--max-failures", "-1"),
-                      ("--efficiency", "1.5"), ("--gpu-memory-gb", "-8"), ("--num-cpus", "0")):
+    for flag, bad, value in (("--max-concurrent", "0", 0), ("--cpus-per-trial", "0", 0.0), ("--max-failures", "-1", -1),
+                             ("--efficiency", "1.5", 1.5), ("--gpu-memory-gb", "-8", -8.0), ("--num-cpus", "0", 0)):
         assert tune_main([flag, bad, "--dry-run"], experiment="main_grid") == 2
         dest = flag[2:].replace("-", "_")
-        assert f"{flag}={float(bad):g} is not allowed: {OPTION_RULES[dest][0]}" in capsys.readouterr().err
+        assert f"{flag}={value!r} is not allowed: {OPTION_DOCS[dest].allowed}" in capsys.readouterr().err
 
 
 def test_fields_command_lists_every_field(capsys):

@@ -74,6 +74,12 @@ def test_head_that_refuses_the_client_fails_within_a_minute(loopback_head, tmp_p
     assert "RAY_AUTH_MODE=token" in proc.stderr
     assert wall < 60 and not (tmp_path / "store" / "addr" / "runs").exists()
     print(f"wrong token: exit 2 after {wall:.0f}s: {proc.stderr.strip().splitlines()[-1][:300]}")
+    # the job script's wait (slurm/initmem.sbatch) says the same instead of counting 0 nodes
+    wait = [sys.executable, "-m", "tune_jobs.cluster", "wait", loopback_head.address, "1", "--timeout", "20"]
+    bad = subprocess.run(wait, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "RAY_AUTH_MODE=token" in bad.stderr, bad.stdout + bad.stderr
+    good = subprocess.run(wait, cwd=REPO, env=loopback_head.driver_env(), capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0 and f"1 of 1 node(s) alive at {loopback_head.address}" in good.stdout, good.stderr
 
 
 def test_address_that_is_not_a_ray_head_fails_within_a_minute(tmp_path):

@@ -164,3 +164,17 @@ def test_uri_paths():
     assert (root, tune_dir(root)) == ("s3://bucket/initmem/main_grid", "s3://bucket/initmem/main_grid/tune")
     assert experiment_root("~/x", "e") == os.path.join(os.path.expanduser("~"), "x", "e")
     assert EXPERIMENTS["main_grid"].label("smoke") == "main_grid_smoke"
+
+
+def test_cluster_wait_names_why_nothing_answered():
+    """slurm/initmem.sbatch waits with `python -m tune_jobs.cluster wait`: an address where no head ever
+    answers ends with exit 2 and the reason (not 'no nodes', which hid a wrong token)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "tune_jobs.cluster", "wait", f"127.0.0.1:{port}", "1", "--timeout", "3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"127.0.0.1:{port}" in proc.stderr and ("cannot be joined" in proc.stderr or "no Ray head" in proc.stderr)
+    assert time.time() - t0 < 60

@@ -22,27 +22,10 @@ from typing import Sequence
 from initmem.cli import HelpFormatter
 from initmem.config import FIELD_DOCS, ConfigError
 from initmem.study import EXPERIMENTS, PRESETS
-from tune_jobs.grids import USER_GRID_HELP, get_experiment
-from tune_jobs.planner import DEFAULT_EFFICIENCY
 from tune_jobs.errors import SweepError
-from tune_jobs.runner import DEFAULT_STORAGE, SweepOptions, run_sweep
-
-# Allowed values of the numeric options: the --help text and the error of a bad value say the same.
-OPTION_RULES = {
-    "max_concurrent": ("an integer >= 1", lambda v: v >= 1),
-    "gpu_memory_gb": ("a number > 0", lambda v: v > 0),
-    "max_pack_size": ("an integer >= 1", lambda v: v >= 1),
-    "cpus_per_trial": ("a number > 0", lambda v: v > 0),
-    "checkpoint_every": ("an integer >= 1", lambda v: v >= 1),
-    "max_failures": ("an integer >= 0", lambda v: v >= 0),
-    "num_cpus": ("an integer >= 1", lambda v: v >= 1),
-    "gpus": ("an integer >= 1", lambda v: v >= 1),
-    "efficiency": ("a number in (0, 1]", lambda v: 0 < v <= 1),
-}
-
-
-def _allowed(dest: str) -> str:
-    return f"allowed: {OPTION_RULES[dest][0]}"
+from tune_jobs.grids import USER_GRID_HELP, get_experiment
+from tune_jobs.options import add_arguments, from_args
+from tune_jobs.runner import run_sweep
 
 
 def fields_help() -> str:
@@ -79,48 +62,7 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
                    help="smoke: the same grid cut to 2 sigmas, 1 seed, b 16 and 32, width 1/8 on 2,400 images, "
                         ">= 300 updates per run, about 3 minutes at most on 2 CPU cores; full: the paper's grid; "
                         f"allowed: {', '.join(PRESETS)}; default: smoke")
-    p.add_argument("--storage", default=None, metavar="PATH_OR_URI",
-                   help="folder or URI (s3://, gs://) for results and Tune state, one folder per experiment "
-                        f"under it; default: {DEFAULT_STORAGE}")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print runs, packs, trials and cost (FLOPs, device-hours); train nothing; default: off")
-    p.add_argument("--max-concurrent", type=int, default=None, metavar="N",
-                   help=f"trials at once [trials]; {_allowed('max_concurrent')}; default: as many as the "
-                        "resources hold")
-    p.add_argument("--data", default=None, metavar="PATH",
-                   help="CIFAR-10 as an .npz (x_train, y_train, x_test, y_test) or a torchvision folder; "
-                        "default: $INITMEM_DATA, then ~/.cache/initmem/cifar10")
-    p.add_argument("--download", action="store_true",
-                   help="local Ray: download CIFAR-10 into the cache first; default: off")
-    p.add_argument("--address", default=None, metavar="ADDRESS",
-                   help="Ray cluster address (host:port, ray://host:10001, auto); default: $RAY_ADDRESS, "
-                        "else a local Ray on 127.0.0.1")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="trial device the packs are sized for; allowed: auto, cpu, cuda; "
-                        "default: auto (cuda if the cluster has a GPU)")
-    p.add_argument("--gpu-memory-gb", type=float, default=None, metavar="GB",
-                   help=f"GPU memory per trial that pack sizes are planned for [GB]; {_allowed('gpu_memory_gb')}; "
-                        "default: detected, else 80")
-    p.add_argument("--gpus", type=int, default=None, metavar="N",
-                   help="GPUs the sweep will run on (implies --device cuda) [GPUs]: no trial is planned much "
-                        "longer than total work / N where a group can be split, and the dry run prints the "
-                        f"makespan; {_allowed('gpus')}; default: what the cluster has")
-    p.add_argument("--max-pack-size", type=int, default=None, metavar="N",
-                   help=f"cap on runs per pack [runs]; {_allowed('max_pack_size')}; default: from the device "
-                        "(CPU: 4; GPU: as many as its memory holds)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N",
-                   help=f"CPUs per trial [CPUs]; {_allowed('cpus_per_trial')}; default: 1")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="EPOCHS",
-                   help=f"epochs between checkpoints [epochs]; {_allowed('checkpoint_every')}; "
-                        "default: epochs // 30, at least 1")
-    p.add_argument("--max-failures", type=int, default=3, metavar="N",
-                   help=f"Tune retries of a failed trial [retries]; {_allowed('max_failures')}; default: 3")
-    p.add_argument("--num-cpus", type=int, default=None, metavar="N",
-                   help=f"CPUs of a local Ray [CPUs]; {_allowed('num_cpus')}; default: all of this machine")
-    p.add_argument("--efficiency", type=float, default=None, metavar="FRACTION",
-                   help="cost estimate: achieved fraction of peak FLOP/s [fraction]; "
-                        f"{_allowed('efficiency')}; default: {DEFAULT_EFFICIENCY['cuda']:g} on GPU, "
-                        f"{DEFAULT_EFFICIENCY['cpu']:g} on CPU")
+    add_arguments(p)  # every sweep option, from its definition (tune_jobs/options.py)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="set a RunConfig field on every run (repeatable), e.g. --set dataset=synthetic "
                         "--set precision=tf32; the fields, their allowed values and defaults are listed "
@@ -128,8 +70,6 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true",
                    help="do not build the HTML report at the end; default: off (the report is "
                         "<results>/report.html)")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="show Ray's and the trials' own logs; default: off")
     return p
 
 
@@ -145,16 +85,7 @@ def main(argv: Sequence[str] | None = None, experiment: str | None = None) -> in
         parser.error("give an experiment name or a grid file (see --list)")
     try:
         exp = get_experiment(name)
-        opts = SweepOptions(storage=args.storage, data=args.data, download=args.download, address=args.address,
-                            device=args.device, gpu_memory_gb=args.gpu_memory_gb, max_pack_size=args.max_pack_size,
-                            max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
-                            checkpoint_every=args.checkpoint_every, max_failures=args.max_failures,
-                            overrides=_parse_set(args.set), num_cpus=args.num_cpus, efficiency=args.efficiency,
-                            dry_run=args.dry_run, verbose=args.verbose, gpus=args.gpus)
-        for dest, (allowed, ok) in OPTION_RULES.items():
-            value = getattr(args, dest)
-            if value is not None and not ok(value):
-                raise ConfigError(f"--{dest.replace('_', '-')}={value:g} is not allowed: {allowed}")
+        opts = from_args(args, overrides=_parse_set(args.set))
         if args.gpus is not None and opts.device == "auto":
             opts.device = "cuda"  # --gpus N plans for N GPUs
         result = run_sweep(exp, args.preset, opts)

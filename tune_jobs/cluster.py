@@ -140,6 +140,49 @@ def prepare_address(address: str) -> None:
             rc.ENABLE_RAY_CLUSTER = False
 
 
+def wait_for_nodes(address: str, n: int, timeout_s: float = 180.0, poll_s: float = 2.0) -> int:
+    """Wait until the head at `address` (host:port) counts `n` live nodes; returns the count. While the
+    head is starting its probe may fail; at the deadline a head that never answered (nothing there,
+    not a Ray head, a wrong token) raises probe_head's SweepError with the reason, instead of
+    counting it as zero nodes."""
+    deadline = time.time() + timeout_s
+    alive, error = 0, None
+    while True:
+        try:
+            nodes = probe_head(address, timeout_s=max(5.0, min(PROBE_TIMEOUT_S, deadline - time.time())))
+            alive, error = sum(1 for x in nodes if x["alive"]), None
+        except SweepError as e:
+            error = e
+        if alive >= n:
+            return alive
+        if time.time() >= deadline:
+            if error is not None:
+                raise error
+            return alive
+        time.sleep(poll_s)
+
+
+def main(argv=None) -> int:
+    """python -m tune_jobs.cluster wait ADDRESS N [--timeout S]: exit 0 when N nodes are alive, 1 when
+    fewer are after S seconds, 2 when the head refuses (the reason is printed); for job scripts
+    (slurm/initmem.sbatch)."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m tune_jobs.cluster", description="Wait for a Ray cluster's nodes.")
+    sub = p.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("wait", help="wait until N nodes are alive at ADDRESS")
+    w.add_argument("address", help="the head's GCS address, host:port")
+    w.add_argument("nodes", type=int, help="live nodes to wait for")
+    w.add_argument("--timeout", type=float, default=180.0, help="seconds; default: 180")
+    args = p.parse_args(argv)
+    try:
+        alive = wait_for_nodes(args.address, args.nodes, args.timeout)
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{alive} of {args.nodes} node(s) alive at {args.address}")
+    return 0 if alive >= args.nodes else 1
+
+
 def connect_ray(opts: "SweepOptions", out: Callable[[str], None]) -> bool:
     """Connect to the cluster (--address or RAY_ADDRESS, e.g. inside `ray job submit`) or start a local
     Ray on loopback. Returns True when this call started Ray (and should shut it down)."""
@@ -268,3 +311,7 @@ def _remove_tree(path: str) -> None:
         if not os.path.exists(path):
             return
         time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,7 +34,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 
@@ -52,35 +52,13 @@ from initmem.layout import (PLAN_FILE, experiment_root, is_final, join, plan_pac
 from initmem.results import ResultsWriter, completed_run_ids, read_runs  # noqa: E402
 from initmem.study import Experiment  # noqa: E402
 from tune_jobs.errors import SweepError  # noqa: E402
+from tune_jobs.options import DEFAULT_STORAGE, SweepOptions  # noqa: E402  (SweepOptions: the runner's input)
 from tune_jobs.cluster import check_shared_storage, connect_ray  # noqa: E402
 from tune_jobs.progress import ProgressLine, progress_callback  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
                                make_plan, pack_labels)
 
-DEFAULT_STORAGE = "./results"
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@dataclass
-class SweepOptions:
-    storage: str | None = None         # local folder or URI; None -> DEFAULT_STORAGE
-    data: str | None = None            # CIFAR-10 .npz or torchvision folder; None -> $INITMEM_DATA / cache
-    download: bool = False             # local Ray only: download CIFAR-10 into the cache first
-    address: str | None = None         # Ray cluster (host:port, ray://host:port, auto); None -> local Ray
-    device: str = "auto"               # trial device for the plan: auto | cpu | cuda
-    gpu_memory_gb: float | None = None  # GPU memory the pack sizes plan with (default: detected, else 80)
-    max_pack_size: int | None = None   # explicit cap on runs per pack
-    max_concurrent: int | None = None  # trials at once (default: as many as resources allow)
-    cpus_per_trial: float = 1.0        # CPUs per trial (and torch threads); GPU trials also take 1 GPU
-    checkpoint_every: int | None = None  # epochs between checkpoints; None -> ~30 per run
-    max_failures: int = 3              # Tune retries of a trial whose process died
-    overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig fields set on every run
-    num_cpus: int | None = None        # CPUs of a local Ray (default: all)
-    efficiency: float | None = None    # cost estimate: achieved fraction of peak FLOP/s
-    gpus: int | None = None            # GPUs to plan the makespan for without a cluster (--gpus; issue 10)
-    resources: dict[str, float] | None = None  # per-trial resources instead of the device's (bench, tests)
-    dry_run: bool = False
-    verbose: bool = False              # Ray/worker logs and train_pack's epoch lines to the console
 
 
 @dataclass
@@ -207,11 +185,6 @@ def _load_data(dataset: str, path: str | None, train_subset: int, eval_subset: i
     return _DATA_CACHE[key]
 
 
-def default_checkpoint_every(epochs: int) -> int:
-    """About 30 checkpoints per run: a crash loses at most ~3% of a pack's work."""
-    return max(1, epochs // 30)
-
-
 def pack_trainable(config: dict, job: Job) -> None:
     """Train one pack: resume from Tune's checkpoint if any, report every checkpoint to Tune."""
     import ray
@@ -233,7 +206,6 @@ def pack_trainable(config: dict, job: Job) -> None:
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     import torch
     torch.set_num_threads(max(1, int(cpus)))
-    every = job.checkpoint_every or default_checkpoint_every(cfg.epochs)
     # job.data None: load_splits looks at $INITMEM_DATA, then the cache, on the worker
     data = _load_data(cfg.dataset, job.data, cfg.train_subset, cfg.eval_subset, job.download)
     if job.train_fn is None:
@@ -252,7 +224,7 @@ def pack_trainable(config: dict, job: Job) -> None:
                          "elapsed_s": time.time() - start},
                         checkpoint=tune.Checkpoint.from_directory(str(directory)))
 
-        rows = train_fn(runs, data, results=writer, checkpoint_dir=ckpt_dir, checkpoint_every=every,
+        rows = train_fn(runs, data, results=writer, checkpoint_dir=ckpt_dir, checkpoint_every=job.checkpoint_every,
                         on_checkpoint=on_checkpoint, log=print if job.verbose else None)
         tune.report({"epoch": max(int(r["epochs_done"] or 0) for r in rows), "epochs": cfg.epochs,
                      "runs": len(runs), "elapsed_s": time.time() - start, **_status_counts(rows)})

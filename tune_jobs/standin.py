@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from initmem.config import RunConfig, check_pack, pack_id
+from initmem.config import RunConfig, check_pack, checkpoint_interval, pack_id
 from initmem.metrics import summarize
 from initmem.results import ResultsWriter
 
@@ -69,7 +69,7 @@ def _run_row(cfg: RunConfig, pid: str, status: str, rows: Sequence[dict]) -> dic
 
 
 def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | ResultsWriter | None = None,
-                       checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
+                       checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int | None = None,
                        on_checkpoint: Callable[[int, Path], None] | None = None,
                        log: Callable[[str], None] | None = print, stop_after_epoch: int | None = None,
                        epoch_seconds: float = 0.0) -> list[dict]:
@@ -77,6 +77,7 @@ def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | Resu
     check_pack(runs)
     log = log or (lambda _msg: None)
     pid, cfg = pack_id(runs), runs[0]
+    every = checkpoint_interval(checkpoint_every, cfg.epochs)
     ids = [r.run_id for r in runs]
     writer = ResultsWriter(results) if isinstance(results, (str, os.PathLike)) else results
     if writer is not None:
@@ -105,7 +106,7 @@ def instant_train_pack(runs: Sequence[RunConfig], data=None, results: str | Resu
         for r, i, h in zip(runs, ids, history):
             h.append(fake_epoch_row(r, i, epoch))
         pending.append(epoch)
-        if epoch % checkpoint_every == 0 or epoch == last:
+        if epoch % every == 0 or epoch == last:
             if writer is not None:
                 writer.write_epochs(pid, [h[e] for e in pending for h in history])
             pending = []
