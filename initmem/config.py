@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 from initmem.errors import ConfigError
+from initmem.inits import INITS
 from initmem.fields import (FieldDoc, check_fields, check_value, coerce, fail, field_docs, markdown_table, meta,
                             option)
 from initmem.optimizers import OPTIMIZERS, decoupled
@@ -38,7 +39,12 @@ AUTO_PRECISION = {"cuda": "tf32", "cpu": "fp32"}
 DATASETS = ("cifar10", "synthetic")
 
 # Fields that may differ between the runs of one pack (each run carries its own value).
-PER_RUN_FIELDS = ("sigma_w", "seed", "lr0", "l2", "weight_decay")
+PER_RUN_FIELDS = ("sigma_w", "seed", "lr0", "l2", "weight_decay", "init", "sigma_first", "sigma_last", "bias_std",
+                  "width_scaling")
+# Fields added after results were first written: they enter run_id only when set away from their
+# default, so every run written before keeps its identity (tests/test_study.py pins the paper's ids).
+LATER_FIELDS = ("init", "sigma_first", "sigma_last", "bias_std", "width_scaling")
+WIDTH_SCALINGS = ("standard", "mup")
 # Fields that say *where/how fast* a run is computed, not *what* is computed: left out of run_id
 # so that moving a sweep from CPU to GPU, or into another experiment, never recomputes a run.
 EXECUTION_FIELDS = ("experiment", "device", "channels_last", "compile")
@@ -112,6 +118,19 @@ class RunConfig:
                               f"an integer in [0, {EVAL_SIZE}] (0 = all)", check=lambda v: 0 <= v <= EVAL_SIZE)
     width: float = _field(1.0, "channel multiplier of the network (1/8 for smoke networks)", "",
                           "a number in (0, 4]", check=lambda v: 0 < v <= 4)
+    # --- initialisation beyond sigma_w (initmem.inits; fields added after the first results: LATER_FIELDS)
+    init: str = _field("paper", "kernel initialisation scheme: paper = N(0, sigma^2 / fan_in) (SPEC Section 3); "
+                       "orthogonal = orthogonal kernels with the same Frobenius norm; plugins add more",
+                       choices=INITS)
+    sigma_first: float = _field(-1.0, "init scale of the first kernel (model order); -1 = sigma_w", "",
+                                "a number > 0, or -1 for sigma_w", check=lambda v: v > 0 or v == -1.0)
+    sigma_last: float = _field(-1.0, "init scale of the last kernel (the classifier); -1 = sigma_w", "",
+                               "a number > 0, or -1 for sigma_w", check=lambda v: v > 0 or v == -1.0)
+    bias_std: float = _field(0.2, "std of every bias at init (not scaled by sigma_w)", "", "a number >= 0",
+                             check=lambda v: v >= 0)
+    width_scaling: str = _field("standard", "init width scaling: standard, or mup (the last kernel's std "
+                                "/ sqrt(width): muP's output layer, the paper's at width 1)",
+                                choices=WIDTH_SCALINGS)
 
     def __post_init__(self) -> None:
         if self.weight_decay == -1.0:
@@ -123,7 +142,8 @@ class RunConfig:
     @functools.cached_property
     def run_id(self) -> str:
         """Stable hash of every field that changes what is computed (not EXECUTION_FIELDS)."""
-        science = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        science = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS
+                   and not (k in LATER_FIELDS and v == _DEFAULTS[k])}
         science["precision"] = self.effective_precision  # auto hashes as what it runs: tf32 on CUDA
         blob = json.dumps(science, sort_keys=True, default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -194,6 +214,9 @@ def _validate(c: RunConfig) -> None:
               " use l2 for a coupled penalty)")
     if c.train_subset and c.batch_size > c.train_subset:
         fail("batch_size", c.batch_size, f"at most train_subset={c.train_subset}")
+
+
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 
 
 # --- the field definitions as documentation -------------------------------------------------------

@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from initmem.config import RunConfig
+from initmem.inits import init_run
 
 EPS = 1e-3            # Keras BatchNormalization / LayerNormalization epsilon
 MOMENTUM = 0.99       # Keras BatchNormalization momentum: moving = 0.99*moving + 0.01*batch
-BIAS_STD = 0.2        # every bias ~ N(0, 0.2^2), not scaled by sigma_w (SPEC Section 3)
 N_CLASSES = 10
 
 
@@ -254,24 +254,16 @@ class PackedNet(nn.Module):
         return self.head(f)
 
     @torch.no_grad()
-    def init_(self, sigma_w: Sequence[float], generators: Sequence[torch.Generator]) -> None:
-        """SPEC init. Run m draws only from generators[m] (CPU), in model order, in float64."""
+    def init_(self, runs: Sequence, generators: Sequence[torch.Generator]) -> None:
+        """Initialise run m from generators[m] (CPU) by its init fields (initmem.inits.init_run): `runs`
+        holds RunConfigs, or bare sigma_w values for the paper's scheme. Moving stats: mean 0, var 1."""
         M = self.n_runs
-        if len(sigma_w) != M or len(generators) != M:
-            raise ValueError(f"init_ needs {M} sigma_w and {M} generators, "
-                             f"got {len(sigma_w)} and {len(generators)}")
-        for name, p in self.named_parameters():
-            kind, shape = self.param_kinds[name], p.shape[1:]
-            if kind == "norm":
-                p.fill_(1.0 if name.endswith("weight") else 0.0)  # gamma = 1, beta = 0
-                continue
-            if kind == "bias":
-                stds = [BIAS_STD] * M
-            else:  # fan_in = kh*kw*c_in (conv), c_in (dense)
-                stds = [s / math.sqrt(math.prod(shape[1:])) for s in sigma_w]
-            draws = [torch.randn(shape, generator=g, dtype=torch.float64) * sd
-                     for g, sd in zip(generators, stds)]
-            p.copy_(torch.stack(draws))  # cast/round to the param dtype and device
+        if len(runs) != M or len(generators) != M:
+            raise ValueError(f"init_ needs {M} runs (or sigma_w values) and {M} generators, "
+                             f"got {len(runs)} and {len(generators)}")
+        named = list(self.named_parameters())
+        for m, (run, g) in enumerate(zip(runs, generators)):
+            init_run([(n, p[m]) for n, p in named], self.param_kinds, run, g)
         for name, buf in self.named_buffers():
             buf.fill_(1.0 if name.endswith("moving_var") else 0.0)
 

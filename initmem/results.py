@@ -25,11 +25,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from initmem.config import PARQUET_TYPES, RunConfig
+from initmem.config import LATER_FIELDS, PARQUET_TYPES, RunConfig
 from initmem.layout import EPOCHS_DIR, RUNS_DIR, is_final, resolve
 
 _CONFIG_TYPES = {k: pa.type_for_alias(v) for k, v in PARQUET_TYPES.items()}  # one table, in config.py
 CONFIG_FIELDS = [(f.name, _CONFIG_TYPES[f.type]) for f in dataclasses.fields(RunConfig)]
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 EPOCHS_SCHEMA = pa.schema([
     ("run_id", pa.string()),
@@ -178,9 +179,15 @@ def _read_folder(fs: pafs.FileSystem, folder: str, schema: pa.Schema,
 
 
 def read_runs(root: str, filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-    """The runs table. `filters` use pyarrow's DNF form, e.g. [("optimizer", "==", "sgd")]."""
+    """The runs table. `filters` use pyarrow's DNF form, e.g. [("optimizer", "==", "sgd")]. Files
+    written before a config field existed (config.LATER_FIELDS) read it as its default, the value
+    those runs were trained with; other columns they lack read as null (unknown)."""
     fs, path = resolve(root)
-    return _read_folder(fs, f"{path}/{RUNS_DIR}", RUNS_SCHEMA, filters, columns)
+    df = _read_folder(fs, f"{path}/{RUNS_DIR}", RUNS_SCHEMA, filters, columns)
+    for name in LATER_FIELDS:
+        if name in df.columns and df[name].isna().any():
+            df[name] = df[name].fillna(_DEFAULTS[name])
+    return df
 
 
 def read_epochs(root: str, filters: list | None = None, columns: list[str] | None = None,

@@ -101,7 +101,7 @@ class PackTrainer:
         self.l2, self.wd = vec("l2").to(self.dtype), np.array([r.weight_decay for r in runs])
         self.has_l2 = bool((self.l2 > 0).any())
         self.model = build_model(self.cfg, self.m, dtype=self.dtype, device=self.device)
-        self.model.init_([r.sigma_w for r in runs], run_generators([r.seed for r in runs], stream=0))
+        self.model.init_(runs, run_generators([r.seed for r in runs], stream=0))
         self.opt = PackedOptimizer(list(self.model.named_parameters()), self.model.param_kinds,
                                    self.cfg.optimizer, self.cfg.momentum, l2=self.l2 if self.has_l2 else None)
         params = dict(self.model.named_parameters())  # stable tensors: load_state_dict copies in place

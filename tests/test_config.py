@@ -117,7 +117,8 @@ BAD = {"experiment": "a/b", "arch": "vgg", "norm": "groupnorm", "augment": "yes"
        "batch_size": 0, "epochs": 0, "schedule": "step", "lr0": -1.0, "alpha": 2.0, "sigma_w": 0.0, "seed": 2**31,
        "l2": -0.5, "weight_decay": -2.0, "momentum": 1.0, "patience": -1, "precision": "fp16", "device": "gpu",
        "channels_last": 1, "compile": "no", "dataset": "mnist", "train_subset": 40_001, "eval_subset": 10_001,
-       "width": 5.0}
+       "width": 5.0, "init": "xavier", "sigma_first": 0.0, "sigma_last": -2.0, "bias_std": -0.1,
+       "width_scaling": "ntk"}
 
 
 def test_every_field_is_defined_with_meaning_and_allowed_values():
@@ -131,7 +132,8 @@ def test_every_field_is_defined_with_meaning_and_allowed_values():
             assert d.allowed == f"one of {list(f.metadata['choices'])}"
     assert FIELD_DOCS["batch_size"].unit == "images" and FIELD_DOCS["lr0"].unit == "per update"
     assert FIELD_DOCS["epochs"].describe() == "passes over the train split [epochs]; allowed: an integer >= 1; default: 300"
-    assert [d.name for d in FIELD_DOCS.values() if d.per_run] == ["lr0", "sigma_w", "seed", "l2", "weight_decay"]
+    assert [d.name for d in FIELD_DOCS.values() if d.per_run] == ["lr0", "sigma_w", "seed", "l2", "weight_decay", "init",
+                                                                 "sigma_first", "sigma_last", "bias_std", "width_scaling"]
 
 
 @pytest.mark.parametrize("field", sorted(BAD))
