@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 from initmem.errors import ConfigError
+from initmem.datasets import DATASETS
 from initmem.inits import INITS
 from initmem.fields import (FieldDoc, check_fields, check_value, coerce, fail, field_docs, markdown_table, meta,
                             option)
@@ -36,7 +37,6 @@ PRECISIONS = ("auto", "fp64", "fp32", "tf32", "bf16")
 # What precision="auto" runs as: TF32 on CUDA (TensorFlow's default on Ampere+, what the paper ran,
 # SPEC Section 3), fp32 on CPU (where TF32 does not exist).
 AUTO_PRECISION = {"cuda": "tf32", "cpu": "fp32"}
-DATASETS = ("cifar10", "synthetic")
 
 # Fields that may differ between the runs of one pack (each run carries its own value).
 PER_RUN_FIELDS = ("sigma_w", "seed", "lr0", "l2", "weight_decay", "init", "sigma_first", "sigma_last", "bias_std",
@@ -49,10 +49,8 @@ WIDTH_SCALINGS = ("standard", "mup")
 # so that moving a sweep from CPU to GPU, or into another experiment, never recomputes a run.
 EXECUTION_FIELDS = ("experiment", "device", "channels_last", "compile")
 
-TRAIN_SIZE = 40_000  # CIFAR-10 train split after the seed-42 validation hold-out (SPEC Section 3)
-EVAL_SIZE = 10_000   # CIFAR-10 validation and test images, each
-SYNTHETIC_TRAIN_SIZE = 640  # train images of dataset="synthetic" when train_subset is 0 (tests)
-SYNTHETIC_EVAL_SIZE = 200   # its val and test images, each, when eval_subset is 0
+TRAIN_SIZE = DATASETS["cifar10"].train_size  # 40,000: CIFAR-10's train split after the seed-42 hold-out
+EVAL_SIZE = DATASETS["cifar10"].eval_size    # 10,000 validation and test images, each
 
 
 _field = option  # RunConfig's fields are options (initmem.fields): meaning, unit, allowed, check
@@ -111,11 +109,13 @@ class RunConfig:
                                  allowed="true or false")
     compile: bool = _field(False, "torch.compile the packed model (CUDA: reduce-overhead mode; not part of run_id)",
                            allowed="true or false")
-    dataset: str = _field("cifar10", "data: CIFAR-10, or a small synthetic set (tests; no files)", choices=DATASETS)
-    train_subset: int = _field(0, f"first N images of the {TRAIN_SIZE:,}-image train split; 0 = all", "images",
-                               f"an integer in [0, {TRAIN_SIZE}] (0 = all)", check=lambda v: 0 <= v <= TRAIN_SIZE)
-    eval_subset: int = _field(0, f"first N val and N test images; 0 = all {EVAL_SIZE:,} each", "images",
-                              f"an integer in [0, {EVAL_SIZE}] (0 = all)", check=lambda v: 0 <= v <= EVAL_SIZE)
+    dataset: str = _field("cifar10", "data (initmem.datasets): CIFAR-10 (the paper's), CIFAR-100, SVHN, Fashion-MNIST, "
+                          "or a small synthetic set (tests; no files)", choices=DATASETS)
+    train_subset: int = _field(0, f"first N images of the train split (CIFAR-10: {TRAIN_SIZE:,}); 0 = all", "images",
+                               "an integer >= 0, at most the dataset's train split (0 = all)", check=lambda v: v >= 0)
+    eval_subset: int = _field(0, f"first N val and N test images (CIFAR-10: {EVAL_SIZE:,} each); 0 = all", "images",
+                              "an integer >= 0, at most the dataset's validation split (0 = all)",
+                              check=lambda v: v >= 0)
     width: float = _field(1.0, "channel multiplier of the network (1/8 for smoke networks)", "",
                           "a number in (0, 4]", check=lambda v: 0 < v <= 4)
     # --- initialisation beyond sigma_w (initmem.inits; fields added after the first results: LATER_FIELDS)
@@ -165,12 +165,12 @@ class RunConfig:
     @property
     def n_train(self) -> int:
         """Train images per epoch: the subset, else the whole train split of the dataset."""
-        return self.train_subset or (SYNTHETIC_TRAIN_SIZE if self.dataset == "synthetic" else TRAIN_SIZE)
+        return self.train_subset or DATASETS[self.dataset].train_size
 
     @property
     def n_eval(self) -> int:
         """Validation images, and test images, evaluated every epoch."""
-        return self.eval_subset or (SYNTHETIC_EVAL_SIZE if self.dataset == "synthetic" else EVAL_SIZE)
+        return self.eval_subset or DATASETS[self.dataset].eval_size
 
     @property
     def steps_per_epoch(self) -> int:
@@ -212,6 +212,13 @@ def _validate(c: RunConfig) -> None:
         fail("weight_decay", c.weight_decay,
               f"0 for optimizer {c.optimizer!r} (decoupled decay exists for {list(decoupled())};"
               " use l2 for a coupled penalty)")
+    data = DATASETS[c.dataset]
+    if data.read is not None:  # files of fixed size (a generated set, synthetic, has any size)
+        if c.train_subset > data.train_size:
+            fail("train_subset", c.train_subset,
+                 f"{FIELD_DOCS['train_subset'].allowed}: {data.train_size} for {c.dataset}")
+        if c.eval_subset > data.eval_size:
+            fail("eval_subset", c.eval_subset, f"{FIELD_DOCS['eval_subset'].allowed}: {data.eval_size} for {c.dataset}")
     if c.train_subset and c.batch_size > c.train_subset:
         fail("batch_size", c.batch_size, f"at most train_subset={c.train_subset}")
 

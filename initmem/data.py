@@ -1,14 +1,17 @@
-"""CIFAR-10 for packed training: sources, the seed-42 split, device-resident tensors, per-run batches.
+"""Data for packed training: the seed-42 split, device-resident tensors, per-run batches.
+
+    python -m initmem train --data ../shared/data/cifar10-jpeg75.npz ...
 
     from initmem.data import load_splits
     splits = load_splits(path="../shared/data/cifar10-jpeg75.npz", train_subset=2000)
     dev = splits.to("cpu", torch.float32)          # [0,1] floats, held once on the device
 
-Sources, in the order `resolve_data_path` tries them:
-  1. an explicit path: an .npz with x_train/y_train/x_test/y_test (HWC uint8, labels 0-9), or a
-     torchvision CIFAR-10 folder (the one holding `cifar-10-batches-py`);
-  2. the environment variable INITMEM_DATA (same two kinds);
-  3. torchvision's folder under ~/.cache/initmem/cifar10, downloaded when `download=True`.
+The datasets and their on-disk formats are initmem/datasets.py (a registry). Sources, in the order
+`resolve_data_path` tries them:
+  1. an explicit path: an .npz with x_train/y_train/x_test/y_test (HWC uint8), or a folder in
+     torchvision's format for the dataset (CIFAR-10: the one holding `cifar-10-batches-py`);
+  2. for CIFAR-10, the environment variable INITMEM_DATA (same two kinds);
+  3. the dataset's folder under ~/.cache/initmem/<dataset>, downloaded there when `download=True`.
 `dataset="synthetic"` builds a small learnable set in memory (tests, smoke runs without data).
 
 Split (SPEC Section 3): validation = RandomState(42).permutation(N)[:N // 5] of the training
@@ -25,15 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from initmem.config import SYNTHETIC_EVAL_SIZE, SYNTHETIC_TRAIN_SIZE
+from initmem.datasets import DATASETS, DataError, default_path, read_source  # noqa: F401  DataError: raised here too
 
 ENV_VAR = "INITMEM_DATA"
-DEFAULT_ROOT = Path.home() / ".cache" / "initmem" / "cifar10"
-NUM_CLASSES = 10
-
-
-class DataError(ValueError):
-    """The data cannot be found or is not CIFAR-10 shaped; the message says what to pass."""
+NUM_CLASSES = 10  # the synthetic set's classes
 
 
 @dataclass
@@ -66,38 +64,29 @@ class Splits:
                       self.x_test[:s], self.y_test[:s], self.source)
 
 
-def resolve_data_path(path: str | os.PathLike | None = None) -> str | None:
-    """The CIFAR-10 location load_splits would use: path, else $INITMEM_DATA, else the cache folder."""
-    if path:
-        return str(path)
-    if os.environ.get(ENV_VAR):
-        return os.environ[ENV_VAR]
-    if (DEFAULT_ROOT / "cifar-10-batches-py").is_dir():
-        return str(DEFAULT_ROOT)
-    return None
+def resolve_data_path(path: str | os.PathLike | None = None, dataset: str = "cifar10") -> str | None:
+    """Where load_splits would read a dataset: path, else its default (initmem.datasets.default_path:
+    $INITMEM_DATA for cifar10, then the cache folder), None when there is nothing."""
+    return str(path) if path else default_path(dataset)
 
 
 def load_splits(dataset: str = "cifar10", path: str | os.PathLike | None = None, train_subset: int = 0,
                 eval_subset: int = 0, download: bool = False) -> Splits:
-    """Load, split and subset a dataset. Raises DataError with a fix when it cannot."""
-    if dataset == "synthetic":
-        return synthetic_splits(train_subset or SYNTHETIC_TRAIN_SIZE, eval_subset or SYNTHETIC_EVAL_SIZE)
-    if dataset != "cifar10":
-        raise DataError(f"dataset={dataset!r} is not allowed: 'cifar10' or 'synthetic'")
-    where = resolve_data_path(path)
+    """Load, split and subset a registered dataset (initmem.datasets). Raises DataError with a fix."""
+    spec = DATASETS[dataset]
+    if spec.read is None:  # built in memory (synthetic)
+        return synthetic_splits(train_subset or spec.train_size, eval_subset or spec.eval_size)
+    where = resolve_data_path(path, dataset)
     if where is None:
-        if not download:
+        if not download or spec.download is None:
+            env = f", set {ENV_VAR}=PATH" if dataset == "cifar10" else ""
             raise DataError(
-                "CIFAR-10 not found. Pass --data PATH (an .npz with x_train/y_train/x_test/y_test, or a "
-                f"torchvision CIFAR-10 folder), set {ENV_VAR}=PATH, or allow a download with --download "
-                f"(into {DEFAULT_ROOT}).")
-        where = str(DEFAULT_ROOT)
+                f"{dataset} not found. Pass --data PATH (an .npz with x_train/y_train/x_test/y_test, or a folder in "
+                f"torchvision's format for {dataset}){env}, or allow a download with --download "
+                f"(into {spec.default_folder()}).")
+        where = str(spec.default_folder())
     p = Path(where).expanduser()
-    if p.suffix == ".npz" or p.is_file():
-        arrays = _read_npz(p)
-    else:
-        arrays = _read_torchvision(p, download)
-    return split(*arrays, source=str(p)).subset(train_subset, eval_subset)
+    return split(*read_source(spec, p, download), source=str(p)).subset(train_subset, eval_subset)
 
 
 def split(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
@@ -112,57 +101,7 @@ def split(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
                   chw(x_test), lab(y_test), source)
 
 
-def _read_npz(p: Path) -> tuple[np.ndarray, ...]:
-    if not p.exists():
-        raise DataError(f"data file {str(p)!r} does not exist; pass --data with an existing .npz or folder")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            keys = set(f.files)
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in keys]
-            if missing:
-                raise DataError(f"{p}: missing arrays {missing}; an initmem .npz needs x_train, y_train, "
-                                f"x_test, y_test (found {sorted(keys)})")
-            arrays = tuple(f[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-    except DataError:
-        raise
-    except Exception as e:  # not a zip, truncated, pickled objects, ...
-        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    _check_arrays(p, *arrays)
-    return arrays
-
-
-def _check_arrays(p: Path, x_train, y_train, x_test, y_test) -> None:
-    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.ndim != 4 or x.shape[1:] != (32, 32, 3):
-            raise DataError(f"{p}: x_{name} has shape {x.shape}; expected (N, 32, 32, 3) HWC images")
-        if x.dtype != np.uint8:
-            raise DataError(f"{p}: x_{name} has dtype {x.dtype}; expected uint8 pixels 0-255")
-        if y.shape != (len(x),):
-            raise DataError(f"{p}: y_{name} has shape {y.shape}; expected ({len(x)},) labels")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{p}: y_{name} has dtype {y.dtype}; expected integer labels")
-        if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
-            raise DataError(f"{p}: y_{name} has labels in [{y.min()}, {y.max()}]; expected 0-{NUM_CLASSES - 1}")
-    if len(x_train) < 10:
-        raise DataError(f"{p}: x_train has {len(x_train)} images; need at least 10 to split off validation")
-
-
-def _read_torchvision(root: Path, download: bool) -> tuple[np.ndarray, ...]:
-    from torchvision.datasets import CIFAR10  # imported lazily: only this source needs it
-    try:
-        tr = CIFAR10(str(root), train=True, download=download)
-        te = CIFAR10(str(root), train=False, download=download)
-    except RuntimeError as e:
-        raise DataError(f"{root}: no torchvision CIFAR-10 here ({e}). Pass --data with an .npz or a folder "
-                        f"holding cifar-10-batches-py, or use --download with internet access.") from None
-    except Exception as e:  # network failures while downloading
-        raise DataError(f"could not download CIFAR-10 into {root} ({type(e).__name__}: {e}); pass --data "
-                        f"with a local .npz or folder, or set {ENV_VAR}.") from None
-    return (np.asarray(tr.data), np.asarray(tr.targets, dtype=np.int64),
-            np.asarray(te.data), np.asarray(te.targets, dtype=np.int64))
-
-
-def synthetic_splits(n_train: int = SYNTHETIC_TRAIN_SIZE, n_eval: int = SYNTHETIC_EVAL_SIZE, seed: int = 0) -> Splits:
+def synthetic_splits(n_train: int = 640, n_eval: int = 200, seed: int = 0) -> Splits:
     """A learnable CIFAR-shaped set: a fixed random template per class plus pixel noise.
 
     Deterministic (numpy RandomState), so every process builds the same set.

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from initmem.config import RunConfig
+from initmem.datasets import DATASETS
 from initmem.inits import init_run
 
 EPS = 1e-3            # Keras BatchNormalization / LayerNormalization epsilon
 MOMENTUM = 0.99       # Keras BatchNormalization momentum: moving = 0.99*moving + 0.01*batch
-N_CLASSES = 10
 
 
 def scaled(c: int, width: float) -> int:
@@ -135,7 +135,7 @@ class LayerNorm(nn.Module):
 class Dense(nn.Module):
     """Final dense layer: (B, M*C) features -> (M, B, 10) logits by a batched matmul over runs."""
 
-    def __init__(self, n_runs: int, c_in: int, c_out: int = N_CLASSES, **dd):
+    def __init__(self, n_runs: int, c_in: int, c_out: int, **dd):
         super().__init__()
         self.weight = nn.Parameter(torch.full((n_runs, c_out, c_in), math.nan, **dd))
         self.bias = nn.Parameter(torch.full((n_runs, c_out), math.nan, **dd))
@@ -207,11 +207,11 @@ class PackedNet(nn.Module):
     """A body on (B, M*C, H, W) activations, a global pool and a dense head."""
 
     def __init__(self, body: nn.Module, c_feat: int, pool: str, n_runs: int,
-                 channels_last: bool, **dd):
+                 channels_last: bool, classes: int, **dd):
         super().__init__()
         assert pool in ("max", "avg"), pool
         self.body = body
-        self.head = Dense(n_runs, c_feat, **dd)
+        self.head = Dense(n_runs, c_feat, classes, **dd)
         self.pool, self.n_runs, self.channels_last = pool, n_runs, channels_last
         self.param_kinds: dict[str, str] = {}
         for mod_name, mod in self.named_modules():
@@ -274,16 +274,23 @@ class PackedNet(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Architectures (SPEC Section 3). Each: (cfg, n_runs, **dd) -> PackedNet.
 
+def _data_shape(cfg: RunConfig) -> tuple[int, int]:
+    """(input channels, classes) of the run's dataset (initmem.datasets)."""
+    spec = DATASETS[cfg.dataset]
+    return spec.image_shape[0], spec.classes
+
+
 def _resnet9(cfg: RunConfig, n_runs: int, pool: str, **dd) -> PackedNet:
     c64, c128, c256, c512 = (scaled(c, cfg.width) for c in (64, 128, 256, 512))
     cnr = lambda c_in, c_out: ConvNormReLU(cfg, n_runs, c_in, c_out, **dd)  # noqa: E731
+    c_in, classes = _data_shape(cfg)
     body = nn.Sequential(OrderedDict(
-        prep=cnr(3, c64),
+        prep=cnr(c_in, c64),
         layer1=nn.Sequential(cnr(c64, c128), nn.MaxPool2d(2), Residual(cnr(c128, c128), cnr(c128, c128))),
         layer2=nn.Sequential(cnr(c128, c256), nn.MaxPool2d(2)),
         layer3=nn.Sequential(cnr(c256, c512), nn.MaxPool2d(2), Residual(cnr(c512, c512), cnr(c512, c512))),
     ))
-    return PackedNet(body, c512, pool, n_runs, cfg.channels_last, **dd)
+    return PackedNet(body, c512, pool, n_runs, cfg.channels_last, classes, **dd)
 
 
 def resnet9(cfg: RunConfig, n_runs: int, **dd) -> PackedNet:
@@ -299,7 +306,8 @@ def r9_avgpool(cfg: RunConfig, n_runs: int, **dd) -> PackedNet:
 def _cifar_resnet(cfg: RunConfig, n_runs: int, n: int, **dd) -> PackedNet:
     """CIFAR ResNet 6n+2: stem conv16-norm-relu, 3 stages of n basic blocks (16/32/64), avg pool."""
     widths = [scaled(c, cfg.width) for c in (16, 32, 64)]
-    stem = ConvNormReLU(cfg, n_runs, 3, widths[0], **dd)
+    c_in, classes = _data_shape(cfg)
+    stem = ConvNormReLU(cfg, n_runs, c_in, widths[0], **dd)
     blocks, c_in = [], widths[0]
     for stage, c_out in enumerate(widths):
         for i in range(n):
@@ -307,7 +315,7 @@ def _cifar_resnet(cfg: RunConfig, n_runs: int, n: int, **dd) -> PackedNet:
             blocks.append(BasicBlock(cfg, n_runs, c_in, c_out, stride, **dd))
             c_in = c_out
     body = nn.Sequential(OrderedDict(stem=stem, blocks=nn.Sequential(*blocks)))
-    return PackedNet(body, c_in, "avg", n_runs, cfg.channels_last, **dd)
+    return PackedNet(body, c_in, "avg", n_runs, cfg.channels_last, classes, **dd)
 
 
 def resnet56(cfg: RunConfig, n_runs: int, **dd) -> PackedNet:

@@ -64,7 +64,7 @@ def test_unreadable_and_missing_files(tmp_path):
 
 def test_no_data_anywhere_says_how_to_pass_a_path(monkeypatch, tmp_path):
     monkeypatch.delenv("INITMEM_DATA", raising=False)
-    monkeypatch.setattr("initmem.data.DEFAULT_ROOT", tmp_path / "nothing")
+    monkeypatch.setattr("initmem.datasets.CACHE", tmp_path / "nothing")
     with pytest.raises(DataError, match="--data PATH.*INITMEM_DATA"):
         load_splits()
 
@@ -121,6 +121,6 @@ def test_real_cifar_npz_when_present(shared):
 
 
 def test_folder_without_torchvision_cifar_says_what_to_pass(tmp_path):
-    (tmp_path / "cifar-10-batches-py").mkdir()  # present but empty: torchvision's integrity check fails
-    with pytest.raises(DataError, match="no torchvision CIFAR-10 here.*--data"):
+    (tmp_path / "cifar-10-batches-py").mkdir()  # present but empty
+    with pytest.raises(DataError, match="data_batch_1: missing.*not a complete torchvision download.*--data"):
         load_splits(path=tmp_path)

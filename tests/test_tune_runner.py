@@ -99,9 +99,9 @@ def test_invalid_override_and_flags(capsys, tmp_path):
 
 
 def test_missing_data_says_how_to_pass_it(capsys, tmp_path, monkeypatch):
-    import initmem.data
+    import initmem.datasets
     monkeypatch.delenv("INITMEM_DATA", raising=False)
-    monkeypatch.setattr(initmem.data, "DEFAULT_ROOT", tmp_path / "no_cache")
+    monkeypatch.setattr(initmem.datasets, "CACHE", tmp_path / "no_cache")
     code, _, err = run_cli(["--storage", str(tmp_path)], capsys, "main_grid")
     assert code == 2 and "--data" in err and "INITMEM_DATA" in err
     code, _, err = run_cli(["--storage", str(tmp_path), "--data", str(tmp_path / "none.npz")], capsys, "main_grid")
