@@ -109,27 +109,35 @@ def check_storage(root: str) -> None:
 
 
 def check_data(runs: Sequence[RunConfig], opts: SweepOptions, on_cluster: bool) -> str | None:
-    """The CIFAR-10 path trials will load (absolute), or None when they resolve it themselves."""
-    if all(r.dataset != "cifar10" for r in runs):
+    """The data path trials will load (absolute), or None when they resolve it themselves (a dataset
+    built in memory, or a cluster, whose workers see their own disks)."""
+    from initmem.data import DataError, load_splits, resolve_data_path
+    from initmem.datasets import DATASETS
+    files = sorted({r.dataset for r in runs if DATASETS[r.dataset].read is not None})
+    if not files:
         return None
+    if len(files) > 1 and opts.data:
+        raise SweepError(f"--data names one dataset's files, but the runs read {files}: run them as separate "
+                         "sweeps, or leave --data out so each dataset is found in its default place")
     if on_cluster:  # the driver's disk is not the workers': pass --data as it is on the workers
         return opts.data
-    from initmem.data import DataError, load_splits, resolve_data_path
-    where = resolve_data_path(opts.data)
+    name = files[0]
+    where = resolve_data_path(opts.data, name)
     if where is None:
         if not opts.download:
-            raise SweepError("CIFAR-10 not found and this machine has no network to fetch it: pass --data PATH "
+            env = ", or set INITMEM_DATA=PATH" if name == "cifar10" else ""
+            raise SweepError(f"{name} not found and this machine has no network to fetch it: pass --data PATH "
                              "(an .npz with x_train/y_train/x_test/y_test, e.g. ../shared/data/cifar10-jpeg75.npz, "
-                             "or a torchvision CIFAR-10 folder), or set INITMEM_DATA=PATH, or add --download.")
+                             f"or a folder in torchvision's format){env}, or add --download.")
         try:
-            load_splits("cifar10", download=True)  # once, here, not in every trial at once
+            load_splits(name, download=True)  # once, here, not in every trial at once
         except (DataError, OSError, RuntimeError) as e:
-            raise SweepError(f"CIFAR-10 download failed: {e}") from None
-        where = resolve_data_path(None)
+            raise SweepError(f"{name} download failed: {e}") from None
+        where = resolve_data_path(None, name)
     where = os.path.abspath(os.path.expanduser(where))
     if not os.path.exists(where):
         raise SweepError(f"data path {where!r} does not exist: pass --data with an existing .npz or "
-                         "torchvision CIFAR-10 folder, or set INITMEM_DATA")
+                         f"folder of {name}" + (", or set INITMEM_DATA" if name == "cifar10" else ""))
     return where
 
 
