@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 from initmem.errors import ConfigError
+from initmem.architectures import MODELS
 from initmem.datasets import DATASETS
 from initmem.inits import INITS
 from initmem.fields import (FieldDoc, check_fields, check_value, coerce, fail, field_docs, markdown_table, meta,
@@ -30,7 +31,6 @@ from initmem.fields import (FieldDoc, check_fields, check_value, coerce, fail, f
 from initmem.optimizers import OPTIMIZERS, decoupled
 from initmem.registry import did_you_mean
 
-ARCHS = ("resnet9", "r9_avgpool", "resnet56", "resnet110")
 NORMS = ("batchnorm", "layernorm")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp64", "fp32", "tf32", "bf16")
@@ -68,7 +68,7 @@ def _device_ok(v: str) -> bool:
 class RunConfig:
     experiment: str = _field("adhoc", "experiment name: the results folder label (not part of run_id)",
                              allowed="a non-empty name without spaces or slashes", check=_name_ok)
-    arch: str = _field("resnet9", "network architecture (SPEC Section 1)", choices=ARCHS)
+    arch: str = _field("resnet9", "network architecture (SPEC Section 1; initmem.architectures)", choices=MODELS)
     norm: str = _field("batchnorm", "normalisation layer (Keras BatchNorm: momentum 0.99, eps 1e-3)",
                        choices=NORMS)
     augment: bool = _field(False, "train-time augmentation: horizontal flip + 4-px reflect pad + random 32x32 crop",

@@ -28,17 +28,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from initmem.architectures import MODELS, scaled
 from initmem.config import RunConfig
+from initmem.registry import resolve_ref
 from initmem.datasets import DATASETS
 from initmem.inits import init_run
 
 EPS = 1e-3            # Keras BatchNormalization / LayerNormalization epsilon
 MOMENTUM = 0.99       # Keras BatchNormalization momentum: moving = 0.99*moving + 0.01*batch
-
-
-def scaled(c: int, width: float) -> int:
-    """Channel count under the width multiplier."""
-    return max(1, round(c * width))
 
 
 def keras_same_pad(size: int, k: int, stride: int) -> tuple[int, int]:
@@ -326,12 +323,16 @@ def resnet110(cfg: RunConfig, n_runs: int, **dd) -> PackedNet:
     return _cifar_resnet(cfg, n_runs, 18, **dd)
 
 
-ARCHS = {"resnet9": resnet9, "r9_avgpool": r9_avgpool, "resnet56": resnet56, "resnet110": resnet110}
-
-
 def build_model(cfg: RunConfig, n_runs: int, dtype: torch.dtype = torch.float32,
-                device: str | torch.device = "cpu") -> PackedNet:
-    """The pack's network for cfg.arch/norm/width with n_runs runs; call init_ before use."""
+                device: str | torch.device = "cpu") -> nn.Module:
+    """The pack's network for cfg.arch (initmem.architectures.MODELS) with n_runs runs: a packed
+    architecture's own builder, or a plain model packed through torch.func (initmem.generic.FuncPack).
+    Call init_ before use."""
     if n_runs < 1:
         raise ValueError(f"n_runs={n_runs!r} is not allowed: an integer >= 1")
-    return ARCHS[cfg.arch](cfg, n_runs, dtype=dtype, device=torch.device(device))
+    spec = MODELS[cfg.arch]
+    build = resolve_ref(spec.build)
+    if spec.packed:
+        return build(cfg, n_runs, dtype=dtype, device=torch.device(device))
+    from initmem.generic import FuncPack
+    return FuncPack(build, cfg, n_runs, dtype=dtype, device=torch.device(device))

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Sequence
 
+from initmem.architectures import MODELS, cost
 from initmem.config import AUTO_PRECISION, ConfigError, RunConfig, group_by_pack_key, group_into_packs, pack_id
 from initmem.optimizers import OPTIMIZERS
 
@@ -53,9 +54,6 @@ CPU_CORE_PEAK_GFLOPS = {"fp64": 25.0, "fp32": 50.0, "tf32": 50.0, "bf16": 50.0}
 # Measured on CPU with bench/bench_memory.py (the fit's state term / (4 bytes x parameters) at widths
 # 0.5 and 1, 2026-12-02): sgd 5.9, adamw 7.9, muon 7.9; sgd_momentum (+velocity) and muon_conv
 # (+Newton-Schulz input and work buffer of the conv kernels) by one copy more.
-# Activation tensors kept for backward per conv layer, in output-sized floats: measured 2.5 (the
-# fit's bytes per image / (4 x sum of conv output sizes), ResNet-9 at widths 0.5 and 1).
-SAVED_PER_CONV = 2.5
 # Measured per-run bytes = state[optimizer] + per_image * batch_size, fp32, one step's peak tensor
 # memory on CPU (bench/bench_memory.py --widths 1 0.5 --batches 16 64 128 --optimizers sgd adamw muon;
 # allocation sizes are the same on a GPU, whose workspaces GPU_MEMORY_FRACTION leaves room for).
@@ -66,56 +64,23 @@ MEASURED_RUN_BYTES = {
 }
 
 
-# --- architectures, analytically ------------------------------------------------------------------
+# --- architectures: their cost is initmem.architectures.cost (analytic for the ResNets, measured otherwise)
 
-def scaled(c: int, width: float) -> int:
-    """Channel count under the width multiplier (same rule as initmem.models.scaled)."""
-    return max(1, round(c * width))
-
-
-def conv_layers(arch: str, width: float = 1.0) -> tuple[list[tuple[int, int, int]], int]:
-    """The 3x3 convs of an architecture as (c_in, c_out, output side), and the dense input size."""
-    if arch in ("resnet9", "r9_avgpool"):
-        c64, c128, c256, c512 = (scaled(c, width) for c in (64, 128, 256, 512))
-        return [(3, c64, 32), (c64, c128, 32), (c128, c128, 16), (c128, c128, 16),
-                (c128, c256, 16), (c256, c512, 8), (c512, c512, 4), (c512, c512, 4)], c512
-    if arch in ("resnet56", "resnet110"):
-        n = {"resnet56": 9, "resnet110": 18}[arch]
-        widths = [scaled(c, width) for c in (16, 32, 64)]
-        layers, c_in, side = [(3, widths[0], 32)], widths[0], 32
-        for stage, c_out in enumerate(widths):
-            for i in range(n):
-                if stage > 0 and i == 0:
-                    side //= 2  # stride-2 first conv of stages 2 and 3
-                layers += [(c_in, c_out, side), (c_out, c_out, side)]
-                c_in = c_out
-        return layers, c_in
-    raise ConfigError(f"arch={arch!r} is not allowed: one of resnet9, r9_avgpool, resnet56, resnet110")
+def n_params(arch: str, width: float = 1.0, dataset: str = "cifar10") -> int:
+    """Trainable parameters of one run."""
+    return cost(RunConfig(arch=arch, width=width, dataset=dataset)).params
 
 
-def n_params(arch: str, width: float = 1.0) -> int:
-    """Trainable parameters of one run: conv kernels + biases + 2 norm parameters per channel, dense."""
-    layers, c_feat = conv_layers(arch, width)
-    return sum(9 * ci * co + co + 2 * co for ci, co, _ in layers) + c_feat * 10 + 10
-
-
-def forward_flops(arch: str, width: float = 1.0) -> float:
+def forward_flops(arch: str, width: float = 1.0, dataset: str = "cifar10") -> float:
     """FLOPs of one image's forward pass (2 per multiply-add)."""
-    layers, c_feat = conv_layers(arch, width)
-    return 2.0 * (sum(9 * ci * co * s * s for ci, co, s in layers) + c_feat * 10)
-
-
-def activation_floats(arch: str, width: float = 1.0) -> float:
-    """Floats one image keeps for the backward pass (SAVED_PER_CONV tensors per conv output)."""
-    layers, _ = conv_layers(arch, width)
-    return float(SAVED_PER_CONV * sum(co * s * s for _, co, s in layers))
+    return cost(RunConfig(arch=arch, width=width, dataset=dataset)).flops
 
 
 def run_flops(cfg: RunConfig) -> float:
     """FLOPs to train and evaluate one run to its last epoch (early stopping ignored)."""
     n_train, n_eval = cfg.n_train, cfg.n_eval
     per_epoch = 3 * n_train + 2 * n_eval
-    return forward_flops(cfg.arch, cfg.width) * (cfg.epochs * per_epoch + n_train + 2 * n_eval)
+    return cost(cfg).flops * (cfg.epochs * per_epoch + n_train + 2 * n_eval)
 
 
 def _bytes(precision: str) -> int:
@@ -131,8 +96,9 @@ def run_memory_bytes(cfg: RunConfig) -> float:
     if measured is not None and cfg.optimizer in measured[0]:
         state, per_image = measured
         return state[cfg.optimizer] * word / 4 + per_image * cfg.batch_size * _bytes(precision) / 4
-    state = n_params(cfg.arch, cfg.width) * OPTIMIZERS[cfg.optimizer].state_copies * word
-    acts = activation_floats(cfg.arch, cfg.width) * cfg.batch_size * _bytes(precision)
+    c = cost(cfg)
+    state = c.params * OPTIMIZERS[cfg.optimizer].state_copies * word
+    acts = c.act_floats * cfg.batch_size * _bytes(precision)
     return state + acts
 
 
@@ -207,7 +173,10 @@ def _host_ram_gb() -> float:
 
 
 def max_pack_size(cfg: RunConfig, device: Device) -> int:
-    """The largest pack of runs like cfg that the device holds (CPU: at most CPU_PACK_SIZE)."""
+    """The largest pack of runs like cfg that the device holds (CPU: at most CPU_PACK_SIZE; a plain
+    model with BatchNorm: 1, initmem.generic)."""
+    if not MODELS[cfg.arch].packed and cost(cfg).batchnorm:
+        return 1
     per_run = run_memory_bytes(cfg)
     if device.kind == "cpu":
         usable = device.memory_gb * 1e9
@@ -390,12 +359,15 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
             break
         size_txt = ", ".join(f"{n} x {s}" for s, n in sorted(Counter(sizes).items(), reverse=True))
         lines.append(f"  {g:<34} {sum(sizes):>6}  {size_txt}")
-    per_arch = Counter()
+    per_arch, example = Counter(), {}
     for r in plan.runs:
-        per_arch[(r.arch, r.width)] += 1
-    for (arch, width), n in per_arch.items():
-        lines.append(f"cost        {arch} x{width:g}: {n_params(arch, width):,} params, "
-                     f"{_fmt_flops(forward_flops(arch, width))} forward per image ({n:,} runs)")
+        per_arch[(r.arch, r.width, r.dataset)] += 1
+        example.setdefault((r.arch, r.width, r.dataset), r)
+    for (arch, width, dataset), n in per_arch.items():
+        c = cost(example[(arch, width, dataset)])
+        on = "" if dataset == "cifar10" else f" on {dataset}"
+        lines.append(f"cost        {arch} x{width:g}{on}: {c.params:,} params, "
+                     f"{_fmt_flops(c.flops)} forward per image ({n:,} runs)")
     total = plan.total_flops
     hours = plan.device_hours()
     precisions = sorted({r.effective_precision for r in plan.runs})
