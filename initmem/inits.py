@@ -97,8 +97,8 @@ class RunInit:
 
 def init_run(params: Sequence[tuple[str, "object"]], kinds: dict[str, str], run, generator) -> None:
     """Initialise one run's parameters in place: `params` (name, tensor of the run's own shape) in
-    model order, `kinds` name -> conv | dense | bias | norm ("norm" names ending in "weight" are
-    gamma = 1, others beta = 0), drawn from `generator` in that order."""
+    model order, `kinds` name -> conv | dense | bias | norm | other ("norm" names ending in "weight"
+    are gamma = 1, others beta = 0; "other" is left as it is), drawn from `generator` in that order."""
     import torch
     ri = RunInit.of(run)
     scheme = INITS[ri.init]
@@ -111,6 +111,8 @@ def init_run(params: Sequence[tuple[str, "object"]], kinds: dict[str, str], run,
                 continue
             if kind == "bias":
                 p.copy_(_gaussian(tuple(p.shape), ri.bias_std, generator))
+                continue
+            if kind == "other":   # a plain model's own parameter: its constructor's value stays (initmem.generic)
                 continue
             pos = kernels.index(name)
             std = ri.kernel_sigma(pos, len(kernels)) / math.sqrt(math.prod(p.shape[1:]))

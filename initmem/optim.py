@@ -47,7 +47,9 @@ from initmem.metrics import lr_schedule
 from initmem.optimizers import (ADAM_BETA_1, ADAM_BETA_2, EPSILON, MUON_ABC, MUON_MOMENTUM, MUON_NS_STEPS,  # noqa: F401
                                 MUON_RMS_RATE, NS_EPS, OPTIMIZERS)
 
-KINDS = ("conv", "dense", "bias", "norm")
+KINDS = ("conv", "dense", "bias", "norm", "other")   # "other": a plain model's parameters of no known layer
+# dims of a packed parameter per kind (leading run dimension M): conv (M, out, in, *k) of 1-3 spatial dims
+MIN_NDIM, MAX_NDIM = {"conv": 4, "dense": 3, "bias": 2, "norm": 2, "other": 1}, {"conv": 6, "dense": 3, "bias": 2}
 KERNEL_KINDS = ("conv", "dense")   # what Keras's kernel_regularizer (the L2 term) penalises
 
 NS_DTYPE = torch.float32    # SPEC: Newton-Schulz runs in float32 whatever the parameter dtype
@@ -180,10 +182,11 @@ class PackedOptimizer:
             kind = param_kinds[name]
             if kind not in KINDS:
                 raise ValueError(f"param_kinds[{name!r}]={kind!r} is not allowed: one of {list(KINDS)}")
-            want_ndim = {"conv": 5, "dense": 3}.get(kind, 2)
-            if p.ndim != want_ndim:
+            lo, hi = MIN_NDIM[kind], MAX_NDIM.get(kind, 99)
+            if not lo <= p.ndim <= hi:
+                want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi < 99 else f"at least {lo}"
                 raise ValueError(f"parameter {name!r} of kind {kind!r} has shape {tuple(p.shape)};"
-                                 f" expected {want_ndim} dims (leading run dimension M)")
+                                 f" expected {want} dims (leading run dimension M)")
             if m_runs is None:
                 m_runs = p.shape[0]
             elif p.shape[0] != m_runs:
