@@ -23,7 +23,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from initmem.config import FIELD_DOCS, PER_RUN_FIELDS, ConfigError, RunConfig, fields_markdown
+from initmem.architectures import MODELS
+from initmem.config import (CHECKPOINT_EVERY, FIELD_DOCS, PER_RUN_FIELDS, ConfigError, RunConfig, checkpoint_interval,
+                            fields_markdown)
+from initmem.datasets import DATASETS
+from initmem.fields import FieldDoc
+from initmem.inits import INITS
+from initmem.optimizers import OPTIMIZERS
+from initmem.registry import add_plugin_option, load_plugins, plugins_in_argv
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -76,20 +83,24 @@ def make_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         nargs = "+" if f.name in PER_RUN_FIELDS else None
         fields.add_argument(flag, nargs=nargs, default=None, metavar=f.type.upper(), help=field_help(f.name))
-    tr.add_argument("--data", metavar="PATH", help="CIFAR-10 as an .npz (x_train, y_train, x_test, y_test) or a "
-                                                   "torchvision folder; default: $INITMEM_DATA, then ~/.cache/initmem/cifar10")
-    tr.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if missing; default: off")
+    tr.add_argument("--data", metavar="PATH", help="the dataset as an .npz (x_train, y_train, x_test, y_test) or a folder "
+                                                   "in torchvision's format; default: $INITMEM_DATA (cifar10), then "
+                                                   "~/.cache/initmem/<dataset>")
+    tr.add_argument("--download", action="store_true", help="download the dataset with torchvision if missing; "
+                                                            "default: off")
     tr.add_argument("--out", default="results/adhoc", metavar="PATH_OR_URI",
                     help="results root (folder or URI such as s3://bucket/x); default: results/adhoc")
     tr.add_argument("--checkpoint-dir", metavar="PATH", help="checkpoint folder, resumed from when it holds a checkpoint; "
                                                            "default: <out>/checkpoints/<pack_id> (none for a URI --out)")
-    tr.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
-                    help="epochs between checkpoints; allowed: an integer >= 1; default: 1")
+    every = FieldDoc("checkpoint_every", "int | None", None, CHECKPOINT_EVERY["meaning"], "epochs", CHECKPOINT_EVERY)
+    tr.add_argument("--checkpoint-every", type=int, default=None, metavar="EPOCHS", help=every.describe())
     sh = sub.add_parser("show", help="print one line per run of a results root", formatter_class=HelpFormatter)
     sh.add_argument("results", help="results root (folder or URI)")
     fl = sub.add_parser("fields", help="list every RunConfig field: meaning, unit, allowed values, default",
                         formatter_class=HelpFormatter)
     fl.add_argument("--markdown", action="store_true", help="print the table of docs/results.md instead")
+    for p in (tr, sh, fl):
+        add_plugin_option(p)
     return parser
 
 
@@ -98,8 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from initmem.data import load_splits
     from initmem.train import train_pack
 
-    if args.checkpoint_every < 1:
-        raise ConfigError(f"--checkpoint-every={args.checkpoint_every} is not allowed: an integer >= 1")
+    if args.checkpoint_every is not None:  # the trainer checks it too; here before any data is read
+        checkpoint_interval(args.checkpoint_every, 1)
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     base = _load_file(args.config) if args.config else {}
     per_run = {k: (v if isinstance(v, list) else [v]) for k, v in base.items() if k in PER_RUN_FIELDS}
@@ -154,10 +165,22 @@ def cmd_fields(args: argparse.Namespace) -> int:
         print(f"{doc.name} ({kind})")
         print(textwrap.fill(doc.describe(), 100, initial_indent="    ", subsequent_indent="    ",
                             break_on_hyphens=False, break_long_words=False))
+    print("\nregistered (initmem.architectures, datasets, optimizers, inits; --plugin adds more):")
+    for field, registry in (("arch", MODELS), ("dataset", DATASETS), ("optimizer", OPTIMIZERS), ("init", INITS)):
+        print(f"  {field}:")
+        for name, entry in registry.items():
+            origin = registry.origin(name)
+            print(f"    {name:<14} {entry.description}" + ("" if origin == "initmem" else f"  [plugin {origin}]"))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_plugins(plugins_in_argv(argv))  # before the parser: --help and the choices list their names
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     args = make_parser().parse_args(argv)
     try:
         return {"train": cmd_train, "show": cmd_show, "fields": cmd_fields}[args.command](args)

@@ -75,7 +75,8 @@ def check_value(name: str, value: Any, typ: str, meta: Mapping[str, Any]) -> Non
         return
     if meta["choices"] is not None:
         if value not in meta["choices"]:
-            fail(name, value, allowed_text(meta) + did_you_mean(value, meta["choices"]))
+            hint = getattr(meta["choices"], "hint", None)   # a registry says how to add a name
+            fail(name, value, allowed_text(meta) + (hint(value) if hint else did_you_mean(value, meta["choices"])))
         return
     want = PY_TYPES[kind]
     names = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)

@@ -56,10 +56,13 @@ class Registry(Generic[T]):
         self._origin[name] = where
         return entry
 
+    def hint(self, name: str) -> str:
+        """What to say after the allowed names when `name` is not one: the closest, else the plugin route."""
+        return did_you_mean(name, self._entries) or f" (a plugin's {self.kind}? pass --plugin PATH_OR_MODULE)"
+
     def __getitem__(self, name: str) -> T:
         if name not in self._entries:
-            raise ConfigError(f"{self.field}={name!r} is not allowed: one of {list(self._entries)}"
-                              f"{did_you_mean(name, self._entries)}")
+            raise ConfigError(f"{self.field}={name!r} is not allowed: one of {list(self._entries)}{self.hint(name)}")
         return self._entries[name]
 
     def __contains__(self, name: object) -> bool:
@@ -155,3 +158,52 @@ def load_plugins(plugins=(), env: bool = True) -> list[str]:
 def loaded_plugins() -> list[str]:
     """The plugins loaded in this process, as they were given (paths are absolute where given as paths)."""
     return list(_loaded)
+
+
+PLUGIN_HELP = ("import a Python file or module that registers models, datasets, optimizers or inits before anything "
+               "else (repeatable; a sweep ships it to its workers); default: none")
+
+
+def add_plugin_option(parser) -> None:
+    """--plugin PATH_OR_MODULE on a command line (see load_plugin)."""
+    parser.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help=PLUGIN_HELP)
+
+
+def plugins_in_argv(argv) -> list[str]:
+    """The --plugin values of a command line, read before its parser is built (so that --help and the
+    choices of every field list the plugins' names)."""
+    argv = list(argv)
+    out = []
+    for i, a in enumerate(argv):
+        if a == "--plugin" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith("--plugin="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def plugin_sources() -> list[tuple[str, str | None]]:
+    """The loaded plugins as (as given, file text or None for a module), to ship to other processes."""
+    out = []
+    for given in _loaded:
+        if given.endswith(".py") or os.sep in given:
+            with open(os.path.abspath(os.path.expanduser(given)), encoding="utf-8") as f:
+                out.append((given, f.read()))
+        else:
+            out.append((given, None))
+    return out
+
+
+def load_shipped(sources, folder: str) -> None:
+    """Load plugins shipped by plugin_sources() in another process: files are written under `folder`
+    (their text, by the name they had) and imported; modules are imported by name."""
+    for given, text in sources:
+        if text is None:
+            load_plugin(given)
+            continue
+        path = os.path.join(folder, os.path.basename(given))
+        if not os.path.exists(path):
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        load_plugin(path)

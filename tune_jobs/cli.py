@@ -21,6 +21,7 @@ from typing import Sequence
 
 from initmem.cli import HelpFormatter
 from initmem.config import FIELD_DOCS, ConfigError
+from initmem.registry import add_plugin_option, load_plugins, plugins_in_argv
 from initmem.study import EXPERIMENTS, PRESETS
 from tune_jobs.errors import SweepError
 from tune_jobs.grids import USER_GRID_HELP, get_experiment
@@ -63,6 +64,7 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
                         ">= 300 updates per run, about 3 minutes at most on 2 CPU cores; full: the paper's grid; "
                         f"allowed: {', '.join(PRESETS)}; default: smoke")
     add_arguments(p)  # every sweep option, from its definition (tune_jobs/options.py)
+    add_plugin_option(p)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="set a RunConfig field on every run (repeatable), e.g. --set dataset=synthetic "
                         "--set precision=tf32; the fields, their allowed values and defaults are listed "
@@ -74,6 +76,12 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, experiment: str | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_plugins(plugins_in_argv(argv))  # before the parser: --help and the errors list the plugins' names
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     parser = build_parser(experiment)
     args = parser.parse_args(argv)
     if experiment is None and args.list:

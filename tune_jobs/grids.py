@@ -17,6 +17,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from initmem.config import ConfigError
+from initmem.registry import load_plugin
 from initmem.study import EXPERIMENTS, PRESETS, RUN_FIELDS, Experiment, Grid, shrink
 
 USER_GRID_HELP = """\
@@ -33,9 +34,11 @@ A user grid is a YAML file (.yaml/.yml) or a Python file (.py defining EXPERIMEN
     # instead of fixed/axes, a union:  grids: [{fixed: ..., axes: ...}, ...]
     # optional smoke preset (default: the full grids shrunk like the catalogue's smokes):
     # smoke: [{fixed: ..., axes: ...}]
+    # plugins: [my_science.py]          # files (relative to this one) or modules registering models,
+    #                                   # datasets, optimizers, inits (docs/extending.md)
 """
 
-_USER_KEYS = {"name", "description", "fixed", "axes", "grids", "smoke"}
+_USER_KEYS = {"name", "description", "fixed", "axes", "grids", "smoke", "plugins"}
 
 
 def _grid_from(spec: Any, where: str) -> Grid:
@@ -68,6 +71,13 @@ def experiment_from_spec(spec: Mapping[str, Any], source: str = "user grid") -> 
         raise ConfigError(f"{source}: name={name!r} is not allowed: a non-empty name without spaces or slashes")
     if name in EXPERIMENTS:
         raise ConfigError(f"{source}: name={name!r} is taken by the catalogue; choose another name")
+    plugins = spec.get("plugins") or []
+    if isinstance(plugins, str) or not isinstance(plugins, Sequence):
+        raise ConfigError(f"{source}: plugins={plugins!r} is not allowed: a list of .py files or module names")
+    here = os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else os.getcwd()
+    for plugin in plugins:  # before the runs are validated: they may name what a plugin registers
+        is_file = str(plugin).endswith(".py") or os.sep in str(plugin)
+        load_plugin(os.path.join(here, plugin) if is_file and not os.path.isabs(plugin) else str(plugin))
     if "grids" in spec and ("fixed" in spec or "axes" in spec):
         raise ConfigError(f"{source}: give either 'grids' or 'fixed'/'axes', not both")
     raw = spec["grids"] if "grids" in spec else [{"fixed": spec.get("fixed"), "axes": spec.get("axes")}]

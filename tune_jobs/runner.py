@@ -51,6 +51,7 @@ from initmem.layout import (PLAN_FILE, experiment_root, is_final, join, plan_pac
                             tune_dir, write_plan)
 from initmem.results import ResultsWriter, completed_run_ids, read_runs  # noqa: E402
 from initmem.study import Experiment  # noqa: E402
+from initmem.registry import plugin_sources  # noqa: E402
 from tune_jobs.errors import SweepError  # noqa: E402
 from tune_jobs.options import DEFAULT_STORAGE, SweepOptions  # noqa: E402  (SweepOptions: the runner's input)
 from tune_jobs.cluster import check_shared_storage, connect_ray  # noqa: E402
@@ -71,6 +72,7 @@ class Job:
     checkpoint_every: int | None
     train_fn: Callable | None = None   # None -> initmem.train.train_pack
     verbose: bool = False
+    plugins: list = dataclasses.field(default_factory=list)  # initmem.registry.plugin_sources(): loaded first
 
 
 @dataclass
@@ -198,6 +200,9 @@ def pack_trainable(config: dict, job: Job) -> None:
     import ray
     from ray import tune
 
+    if job.plugins:  # the driver's plugins, shipped as text: the same registrations on every node
+        from initmem.registry import load_shipped
+        load_shipped(job.plugins, os.path.join(tempfile.gettempdir(), f"initmem-plugins-{os.getpid()}"))
     pid = config["pack_id"]
     if pid not in job.packs:
         raise SweepError(f"pack {pid} is not in this sweep's plan (was plan.json replaced?)")
@@ -316,7 +321,7 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
         out(f"storage     {root}")
         todo = [pid for pid in plan.pack_ids if pid not in done]
         job = Job({pid: [r.to_dict() for r in p] for pid, p in zip(plan.pack_ids, plan.packs)}, root, data,
-                  opts.download, opts.checkpoint_every, train_fn, opts.verbose)
+                  opts.download, opts.checkpoint_every, train_fn, opts.verbose, plugin_sources())
         errors = _fit(plan, job, todo, opts, out) if todo else []
         if not todo:
             out("nothing to train: every pack of this experiment is already finished")
