@@ -84,11 +84,20 @@ def spread(runs: pd.DataFrame, by: Sequence[str] | None = None, metric: str = "t
     the seed mean is highest / lowest), mean_max / mean_min. With n_boot=0, lo/hi are NaN.
     Max minus min is biased upward when the spread is within noise (boot_mean > mem shows it).
     """
+    return spread_boot(runs, by, metric, n_boot, ci, seed, scale)[0]
+
+
+def spread_boot(runs: pd.DataFrame, by: Sequence[str] | None = None, metric: str = "test_acc",
+                n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+                scale: float | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """spread's table and its bootstrap replicates, (n_boot, groups) in the table's row order: a
+    ratio or difference of two groups' spreads gets its interval from the same replicates
+    (analysis.findings). The groups are disjoint sets of runs, so their replicates are independent."""
     by = _by(runs, by)
     d = _cells(runs, by, metric, scale)
     if len(d) == 0:
         return pd.DataFrame(columns=by + ["mem", "lo", "hi", "boot_mean", "n_sigma", "n_runs", "min_seeds",
-                                          "sigma_max", "sigma_min", "mean_max", "mean_min"])
+                                          "sigma_max", "sigma_min", "mean_max", "mean_min"]), np.zeros((n_boot, 0))
     v = d["v"].to_numpy()
     cell = d["c"].to_numpy()
     cstart = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
@@ -118,7 +127,7 @@ def spread(runs: pd.DataFrame, by: Sequence[str] | None = None, metric: str = "t
     out["min_seeds"] = np.minimum.reduceat(csize, gstart)
     out["sigma_max"], out["sigma_min"] = csig[arg_max], csig[arg_min]
     out["mean_max"], out["mean_min"] = gmax, gmin
-    return out
+    return out, (boot if boot is not None else np.zeros((0, G)))
 
 
 def _bootstrap(v: np.ndarray, cstart: np.ndarray, csize: np.ndarray, gstart: np.ndarray,
