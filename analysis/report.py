@@ -425,8 +425,12 @@ def paper_section(A: Analysis) -> list[str]:
     judged = t[t["verdict"] != "not run"]
     text = (f"Each headline number of the paper (SPEC Section 5) beside the value measured here, its "
             f"{A.n_boot}-replicate seed-bootstrap 95% interval and the difference (pp). 'agrees': the paper's "
-            f"number (quoted to 0.1 pp, so +-0.05) meets the interval; 'differs': it does not; 'not run': the "
-            f"experiment or procedure is not in these results. {summary(t)}.")
+            f"number (quoted to 0.1 pp, so +-0.05; '~26' +-0.5) meets the interval, or for a bound ('< 1', "
+            f"'>= 99.5') the whole interval lies on its side; 'differs': it does not (a bound: the whole interval "
+            f"lies on the other side); 'inconclusive': the interval straddles a bound; 'not comparable': measured "
+            f"on another design than the paper's (its sigma_w set, seeds per cell, network and data sizes, "
+            f"epochs), which the verdict names; 'not run': the experiment or procedure is not in these results. "
+            f"{summary(t)}.")
     if len(judged) and (judged["verdict"] == "differs").any():
         text += " Differing: " + "; ".join(judged.loc[judged["verdict"] == "differs", "claim"]) + "."
     return [_p(text), table_html(t, "Paper check: paper value, measured value [95% seed-bootstrap interval], "
@@ -546,9 +550,13 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
     absent = _absent_line(order)
     if absent:
         body = f"<p class='meta'>{html.escape(absent)}</p>" + body
+    from analysis.design import banner, presets_of, study_table
+    scale = banner(study_table(runs, presets_of(runs, progress))) if len(runs) else ""
+    scale = f"<p class='banner'>{html.escape(scale)}</p>" if scale else ""
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class='meta'>{meta}</p><nav><ul>{nav}</ul></nav>{body}</body></html>")
+            f"<h1>{html.escape(title)}</h1>{scale}<p class='meta'>{meta}</p><nav><ul>{nav}</ul></nav>{body}"
+            f"</body></html>")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

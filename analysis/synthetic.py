@@ -105,8 +105,9 @@ def paper_targets(cfg: RunConfig, shift: float = 0.0) -> dict:
     every planted number away from the paper's: spreads up, accuracies down."""
     from analysis.paper_check import claims_for
     cs = claims_for(cfg)
-    mem = next((c.paper for c in cs if c.kind == "spread"), None)
-    below = next((c.paper for c in cs if c.kind == "spread_below"), None)
+    # an estimate of the spread; with two sigmas, Table 7's |Delta| is the spread
+    mem = next((c.paper for c in cs if c.kind in ("spread", "delta") and c.bound is None), None)
+    below = next((c.paper for c in cs if c.kind == "spread" and c.bound in ("<", "<=")), None)
     acc = {c.sigma: c.paper for c in cs if c.kind == "acc"}
     out: dict = {}
     if acc:
