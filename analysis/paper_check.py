@@ -275,6 +275,8 @@ def paper_check(runs: pd.DataFrame, n_boot: int = 1000, ci: float = 0.95, seed: 
         else:
             diffs = design_of(c, sel)
             row["verdict"] = not_comparable(diffs) if diffs else verdict(c, row["lo"], row["hi"])
+            if measured_design(sel)["seeds"] == 1:
+                notes.append("one seed per sigma: no seed spread to bootstrap, the interval is the point")
         row["note"] = "; ".join(notes)
         rows.append(row)
     return pd.DataFrame(rows)

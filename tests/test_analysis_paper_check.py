@@ -48,6 +48,10 @@ def test_planted_at_the_paper_every_line_agrees(exact):
     est = t[[c.bound is None for c in CLAIMS]]
     tol = np.array([c.tol for c in CLAIMS if c.bound is None])
     assert (est["difference"].abs().to_numpy() <= tol).all(), est[["claim", "measured", "difference"]]
+    # long SGD is the paper's single seed: comparable, and the note says its interval is the point
+    long = t[t["experiment"] == "long_sgd"]
+    assert len(long) == 2 and long["note"].str.contains("one seed per sigma").all()
+    assert not t.loc[t["experiment"] == "main_grid", "note"].str.contains("one seed").any()
 
 
 def test_planted_five_pp_away_every_line_differs(shifted):
