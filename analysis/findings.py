@@ -22,9 +22,12 @@ design, these rules test its qualitative claims on any design (a mini study: sma
     replicate and its 95% percentile interval taken. With one seed per cell the interval is the point.
   - Verdict of a part: "holds" when the whole interval lies on the rule's side of its threshold,
     "fails" when the whole interval lies on the other side, "inconclusive" when it straddles it,
-    "not run" when the data lack what the part needs (the reason is given). A finding made of parts
-    that must all hold (all_of): fails if any part fails, else not run if any is not run, else
-    inconclusive if any is, else holds; F2 is an existence claim over batch sizes (any_of).
+    "not run" when the data lack what the part needs (the reason is given). Parts are instances of a
+    finding's sub-claims (F4: falls, erased, lr alone, each per batch size; F5: SGD + L2 and the Adam
+    family; F6: grows and momentum). A sub-claim combines the instances that ran, all of which must
+    hold (all_of: fails if any fails, else inconclusive if any is; F2 is an existence claim, any_of),
+    and is "not run" when none ran (the ones that did not are named in the note). The finding:
+    fails if a sub-claim fails, else not run if one is not run, else inconclusive if one is, else holds.
 
 The thresholds are below, each with the words of the paper (or SPEC Section 5b / issue 16) it reads;
 they were fixed before any real data existed and are not to be tuned to make a finding hold.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from typing import Callable, Sequence
 
 import numpy as np
@@ -80,13 +84,21 @@ VERDICTS = ("holds", "fails", "inconclusive", "not run")
 
 @dataclasses.dataclass
 class Part:
-    """One measured piece of a finding and its verdict; point/lo/hi in the unit of `text`."""
+    """One measured piece of a finding and its verdict; point/lo/hi in the unit of `text`. `claim`:
+    the sub-claim it is an instance of (default: the label without its "b=..." prefix): instances of
+    one sub-claim at different batch sizes or optimizers are combined over those that ran, and the
+    sub-claims of a finding must all be tested."""
     label: str
     text: str
     point: float = np.nan
     lo: float = np.nan
     hi: float = np.nan
     verdict: str = "not run"
+    claim: str | None = None
+
+    def __post_init__(self):
+        if self.claim is None:
+            self.claim = re.sub(r"^b=\d+\s*", "", self.label)
 
 
 # ----------------------------------------------------------------------------- verdict rules
@@ -402,7 +414,7 @@ def f5(S: Study) -> tuple[list[Part], Callable]:
     from analysis.sensitivity import CLOCK_SHORT, family_columns
     if S.epochs is None or not len(S.epochs):
         return _not_run("needs the epochs table (beta(t) per epoch)"), all_of
-    wanted, names = [], {}
+    wanted, names, missing = [], {}, []
     lr = S.exp("lr_l2")
     if lr is not None:
         l2 = lr[(lr["optimizer"] == "sgd") & (lr["l2"] > 0)]
@@ -418,15 +430,21 @@ def f5(S: Study) -> tuple[list[Part], Callable]:
                         f"largest T_L2)")
             wanted.append(fams[key])
             names[("lr_l2", "sgd", key[0], key[1])] = f"SGD + L2 (lr0 {key[0]:g}, L2 {key[1]:g}){note}"
+    if not wanted:
+        missing.append(Part("SGD + L2", "no SGD + L2 family (lr_l2, l2 > 0) with two or more batch sizes"))
     mg = S.exp("main_grid")
+    n_sgd = len(wanted)
     if mg is not None:
         for o in _adaptive():
             g = mg[(mg["optimizer"] == o) & np.isclose(mg["lr0"], LOW_LR)]
             if g["batch_size"].nunique() >= 2:
                 wanted.append(g)
                 names[("main_grid", o, LOW_LR, float(g["l2"].iloc[0]))] = _name(o)
+    if len(wanted) == n_sgd:
+        missing.append(Part("Adam family", f"no Adam-family optimizer at lr0 {LOW_LR:g} in the main grid at two or "
+                                           f"more batch sizes"))
     if not wanted:
-        return _not_run("no SGD + L2 (lr_l2) or Adam-family (main_grid) family with two or more batch sizes"), all_of
+        return missing, all_of
     sub = pd.concat(wanted)
     fam = family_columns(sub, procedure_columns(sub))
     ct = collapse_table(sub, S.epochs, fam, n_boot=min(S.n_boot, COLLAPSE_BOOT), seed=S.seed)
@@ -439,9 +457,9 @@ def f5(S: Study) -> tuple[list[Part], Callable]:
         why = " (no two batch sizes whose clock ranges overlap)" if r["verdict"] == "not measurable" else ""
         score = _iv(r["score"], r["lo"], r["hi"], "", 2)
         parts.append(Part(name, f"{name} on {CLOCK_SHORT[r['clock']]}: score {score} over {r['n_curves']} batch sizes, "
-                          f"{r['verdict']}{why} (< 1: on its clock)",
-                          r["score"], r["lo"], r["hi"], v))
-    return parts, all_of
+                          f"{r['verdict']}{why} (< 1: on its clock)", r["score"], r["lo"], r["hi"], v,
+                          claim="SGD + L2" if r["experiment"] == "lr_l2" else "Adam family"))
+    return parts + missing, all_of
 
 
 def f6(S: Study) -> tuple[list[Part], Callable]:
@@ -512,7 +530,12 @@ def evaluate(runs: pd.DataFrame, epochs: pd.DataFrame | None = None, n_boot: int
         for fid, statement, rule in RULES:
             parts, combine = rule(S)
             run = [p for p in parts if p.label]
-            verdict = combine([p.verdict for p in run]) if run else "not run"
+            claims: dict[str, list[str]] = {}
+            for p in run:
+                claims.setdefault(p.claim, []).append(p.verdict)
+            # each sub-claim over its instances that ran ("not run" if none did); all sub-claims required
+            verdict = all_of([combine([v for v in vs if v != "not run"]) for vs in claims.values()]) if run \
+                else "not run"
             note = "; ".join(p.text for p in parts if not p.label)
             missing = [p.text for p in run if p.verdict == "not run"]
             rows.append({"finding": fid, "scale": scale, "statement": statement,

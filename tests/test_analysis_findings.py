@@ -185,6 +185,16 @@ def test_f4_not_run_when_no_configuration_reaches_big_t():
     assert row["verdict"] == "not run" and f"no configuration reaches T_L2 >= {BIG_T:g}" in row["note"]
 
 
+def test_a_batch_size_that_cannot_test_a_sub_claim_is_named_and_skipped():
+    # 40 epochs: lr0 0.1 + L2 0.01 reaches T_L2 ~ 50 at b=16 but only ~6 at b=128
+    runs, _ = _frames(Plant(mem=_paper_mem, noise=0.001, seed_noise=0.001), ["lr_l2"], epochs={"lr_l2": 40})
+    table, parts = evaluate(runs, None, n_boot=200)
+    row = table.set_index("finding").loc["F4"]
+    assert row["verdict"] == "holds" and "b=128: no configuration reaches T_L2 >= 10" in row["note"]
+    assert _part(parts, "F4", "b=128 erased")["verdict"] == "not run"
+    assert _part(parts, "F4", "b=16 erased")["verdict"] == "holds"
+
+
 def test_f5_fails_when_beta_collapses_on_epochs():
     runs, epochs = _frames(Plant(beta_mode="epoch", noise=0.001, seed_noise=0.001), ["main_grid", "lr_l2"],
                            optimizers=["sgd", "adam"])
@@ -210,6 +220,9 @@ def test_missing_experiments_are_not_run_with_the_reason():
     assert t.loc["F3", "verdict"] == "not run" and t.loc["F3", "note"] == "long_sgd is not in the results"
     assert t.loc["F4", "verdict"] == "not run" and t.loc["F4", "note"] == "lr_l2 is not in the results"
     assert t.loc["F1", "verdict"] != "not run"
+    # F5 needs both sub-claims: the Adam family is there, SGD + L2 (lr_l2) is not
+    assert t.loc["F5", "verdict"] == "not run" and "no SGD + L2 family" in t.loc["F5", "note"]
+    assert "Adam on T_adapt" in t.loc["F5", "measured"]
     empty = findings(runs.iloc[:0], None, n_boot=10)
     assert (empty["verdict"] == "not run").all() and len(empty) == 6
 
