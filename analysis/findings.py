@@ -48,7 +48,7 @@ from initmem.optimizers import OPTIMIZERS
 from analysis.bootstrap import sigma_boot
 from analysis.collapse import COLLAPSE_BOOT  # F5's replicates at most (each refits beta(t)), as in the report
 from analysis.design import SIZE_FIELDS, _size
-from analysis.memory import PP, spread_boot
+from analysis.memory import PP, noise_floor, spread_boot
 
 # ----------------------------------------------------------------------------- thresholds (one place)
 LOW_LR = 1e-3       # lr0 (per update) of "low-learning-rate SGD" and of the whole main grid (SPEC Section 2)
@@ -195,24 +195,8 @@ class Study:
         return out
 
     def noise_floor(self, frame: pd.DataFrame) -> float:
-        """NOISE_Q quantile of the spread (pp) that seed noise alone gives at this design: the runs'
-        deviations from their sigma cell's mean (scaled by sqrt(n / (n - 1)) so their variance is the
-        seeds'), shuffled among all runs, averaged in the same cells, max - min. NaN with one seed per
-        cell (no noise to measure). Its own generator: the bootstrap draws do not depend on it."""
-        v = pd.to_numeric(frame["test_acc"], errors="coerce").to_numpy(np.float64) * PP
-        ok = np.isfinite(v)
-        v, sig = v[ok], np.round(frame["sigma_w"].to_numpy(np.float64)[ok], 9)
-        su, cell, size = np.unique(sig, return_inverse=True, return_counts=True)
-        if len(su) < 2 or size.max() < 2:
-            return np.nan
-        mean = np.bincount(cell, v) / size
-        resid = (v - mean[cell]) * np.sqrt(size / np.maximum(size - 1, 1))[cell]
-        order = np.argsort(cell, kind="stable")
-        start = np.r_[0, np.cumsum(size)[:-1]]
-        rng = np.random.default_rng([self.seed, len(v)])
-        perm = np.argsort(rng.random((max(self.n_boot, 200), len(v))), axis=1)  # a shuffle per replicate
-        means = np.add.reduceat(resid[perm][:, order], start, axis=1) / size
-        return float(np.quantile(means.max(axis=1) - means.min(axis=1), NOISE_Q))
+        """What seed noise alone gives as a spread at this design (analysis.memory.noise_floor, NOISE_Q)."""
+        return noise_floor(frame, q=NOISE_Q, n=max(self.n_boot, 200), seed=self.seed)
 
     def train_min(self, frame: pd.DataFrame) -> tuple[float, np.ndarray]:
         """The lowest seed-mean train accuracy at tau_best over sigma (pp) and its replicates."""
@@ -220,7 +204,7 @@ class Study:
         if not np.isfinite(v).any():
             return np.nan, np.full(self.n_boot, np.nan)
         _, means, boot = sigma_boot(v, frame["sigma_w"].to_numpy(np.float64), self.n_boot, self.rng)
-        return float(means.min()), (boot.min(axis=1) if self.n_boot else np.zeros(0))
+        return float(means.min()), boot.min(axis=1)
 
 
 def _pick(runs: pd.DataFrame | None, **select) -> dict[int, pd.DataFrame]:
@@ -275,7 +259,7 @@ def f1(S: Study) -> tuple[list[Part], Callable]:
         pts = np.array([p for p, _ in others])
         big = int(np.nanargmax(pts))
         with np.errstate(divide="ignore", invalid="ignore"):
-            reps = rs / np.vstack([r for _, r in others]).max(axis=0) if S.n_boot else np.zeros(0)
+            reps = rs / np.vstack([r for _, r in others]).max(axis=0)
             ratio = s / np.nanmax(pts)
         lo, hi = _ci(reps)
         parts.append(Part(f"b={b}", f"b={b}: SGD {_iv(s, *_ci(rs))} vs the Adam family's largest, {_name(opts[big])} "
@@ -329,7 +313,7 @@ def f3(S: Study) -> tuple[list[Part], Callable]:
         if paired:
             a, c = a[a["seed"].isin(both)], c[c["seed"].isin(both)]
         (sl, rl), (ss, rss) = S.spreads([a, c])
-        lo, hi = _ci(rl - rss) if S.n_boot else (np.nan, np.nan)
+        lo, hi = _ci(rl - rss)
         seeds = f"on their {len(both)} common seed{'s' * (len(both) > 1)}" if paired else "on all their seeds"
         one = " (one seed: no interval)" if a.groupby("sigma_w")["seed"].nunique().max() == 1 else ""
         parts.append(Part(f"b={b}", f"b={b}: {el} epochs ({lr['schedule'].iloc[0]} lr {lr0:g}) {_iv(sl, *_ci(rl))} vs "
@@ -369,11 +353,11 @@ def f4(S: Study) -> tuple[list[Part], Callable]:
         sp = S.spreads(frames)
         T = np.array([_final_t(cfg[k], "t_l2") for k in keys])
         pts = np.array([p for p, _ in sp])
-        reps = np.vstack([r for _, r in sp]) if S.n_boot else np.zeros((len(keys), 0))
+        reps = np.vstack([r for _, r in sp])  # (configurations, replicates)
         # (b) the spread falls as T_L2 grows: rank correlation over all (lr0, l2) at this b
         if len(keys) >= 3 and len(set(T)) >= 2:
             rho = float(_spearman(T, pts[None, :])[0])
-            lo, hi = _ci(_spearman(T, reps.T)) if S.n_boot else (np.nan, np.nan)
+            lo, hi = _ci(_spearman(T, reps.T)) if reps.shape[1] else (np.nan, np.nan)
             parts.append(Part(f"b={b} falls", f"b={b}: rank correlation of T_L2 with the spread over {len(keys)} "
                               f"configurations {_iv(rho, lo, hi, '', 2)} (< 0)", rho, lo, hi, less_than(lo, hi, 0.0)))
         else:
@@ -382,7 +366,7 @@ def f4(S: Study) -> tuple[list[Part], Callable]:
         big = np.flatnonzero(T >= BIG_T)
         if len(big):
             w = big[int(np.nanargmax(pts[big]))]
-            lo, hi = _ci(reps[big].max(axis=0)) if S.n_boot else (np.nan, np.nan)
+            lo, hi = _ci(reps[big].max(axis=0))
             v, floor = _above_noise(less_than(lo, hi, ERASED_PP), "fails", pts[w], S.noise_floor(frames[w]))
             span = f"{T[big].min():.3g}" + (f"-{T[big].max():.3g}" if len(big) > 1 else "")
             parts.append(Part(f"b={b} erased", f"b={b}: largest spread with T_L2 >= {BIG_T:g} ({len(big)} "
@@ -396,8 +380,8 @@ def f4(S: Study) -> tuple[list[Part], Callable]:
         if len(plain) >= 2:
             (l0, i0), (l1, i1) = plain[0], plain[-1]
             d = pts[i1] - pts[i0]
-            dlo, dhi = _ci(reps[i1] - reps[i0]) if S.n_boot else (np.nan, np.nan)
-            klo, khi = _ci(reps[i1]) if S.n_boot else (np.nan, np.nan)
+            dlo, dhi = _ci(reps[i1] - reps[i0])
+            klo, khi = _ci(reps[i1])
             kept, floor = _above_noise(at_least(klo, khi, ERASED_PP), "holds", pts[i1], S.noise_floor(frames[i1]))
             v = all_of([less_than(dlo, dhi, 0.0), kept])
             parts.append(Part(f"b={b} lr alone", f"b={b}: lr alone (no L2), lr0 {l0:g} -> {l1:g}: "
@@ -472,7 +456,7 @@ def f6(S: Study) -> tuple[list[Part], Callable]:
     large = 128 if 128 in bs and small < 128 else bs[-1]  # the paper's pair is b=16 and b=128
     parts = []
     (s0, r0), (s1, r1) = S.spreads(_common_sigmas([sgd[small], sgd[large]]))
-    lo, hi = _ci(r1 - r0) if S.n_boot else (np.nan, np.nan)
+    lo, hi = _ci(r1 - r0)
     parts.append(Part("grows", f"SGD b={small} {_iv(s0, *_ci(r0))} -> b={large} {_iv(s1, *_ci(r1))}: change "
                       f"{_iv(s1 - s0, lo, hi)} (> 0)", s1 - s0, lo, hi, greater_than(lo, hi, 0.0)))
     mom = _pick(mg, optimizer="sgd_momentum", lr0=LOW_LR, l2=0.0).get(small)
@@ -480,7 +464,7 @@ def f6(S: Study) -> tuple[list[Part], Callable]:
         parts.append(Part("momentum", f"no main-grid SGD + momentum at lr0 {LOW_LR:g}, b={small}"))
     else:
         (sm, rm), (ss, rs) = S.spreads(_common_sigmas([mom, sgd[small]]))
-        lo, hi = _ci(rm - rs) if S.n_boot else (np.nan, np.nan)
+        lo, hi = _ci(rm - rs)
         parts.append(Part("momentum", f"b={small}: SGD + momentum {_iv(sm, *_ci(rm))} vs SGD {_iv(ss, *_ci(rs))}: "
                           f"change {_iv(sm - ss, lo, hi)} (< 0)", sm - ss, lo, hi, less_than(lo, hi, 0.0)))
     return parts, all_of

@@ -142,6 +142,27 @@ def _bootstrap(v: np.ndarray, cstart: np.ndarray, csize: np.ndarray, gstart: np.
     return np.concatenate(blocks)
 
 
+def noise_floor(runs: pd.DataFrame, q: float = 0.95, n: int = 200, seed: int = 0, metric: str = "test_acc",
+                scale: float | None = None) -> float:
+    """The `q` quantile of the spread that seed noise alone gives on one procedure's runs (pp for
+    accuracies): the runs' deviations from their sigma cell's mean (scaled by sqrt(k / (k - 1)) so
+    that their variance is the seeds'), shuffled among all runs, averaged in the same cells, max -
+    min; `n` shuffles. Max - min of seed means is biased upward by this noise: a spread at or below
+    its floor cannot be told from none. NaN with one seed per cell (no noise to measure)."""
+    v = _values(runs, metric, scale)
+    ok = np.isfinite(v)
+    v, sig = v[ok], np.round(runs["sigma_w"].to_numpy(np.float64)[ok], 9)
+    su, cell, size = np.unique(sig, return_inverse=True, return_counts=True)
+    if len(su) < 2 or size.max() < 2:
+        return np.nan
+    resid = (v - (np.bincount(cell, v) / size)[cell]) * np.sqrt(size / np.maximum(size - 1, 1))[cell]
+    order = np.argsort(cell, kind="stable")
+    start = np.r_[0, np.cumsum(size)[:-1]]
+    perm = np.argsort(np.random.default_rng([seed, len(v)]).random((n, len(v))), axis=1)  # a shuffle per row
+    means = np.add.reduceat(resid[perm][:, order], start, axis=1) / size
+    return float(np.quantile(means.max(axis=1) - means.min(axis=1), q))
+
+
 def varying(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     """The columns of `columns` (in that order) that take more than one value in df and are not
     determined by the ones kept before them (e.g. weight_decay by optimizer): row labels."""
