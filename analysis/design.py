@@ -5,21 +5,24 @@
 
     from analysis.design import paper_design, measured_design, differences, study_table, banner
     paper = paper_design("main_grid", {"optimizer": "sgd", "batch_size": 128})   # 25 sigmas, 10 seeds, sizes
-    differences(measured_design(runs_of_one_procedure), paper)   # [] or ["5 of 25 sigmas", "3 of 10 seeds"]
+    differences(measured_design(runs_of_one_procedure), paper)   # [] or ["5 of 25 sigmas", "3 of 10 seeds", ...]
     banner(study_table(runs, presets))   # "" at the paper's design, else what this study is and that its
                                          # numbers are not the paper's scale
 
-The paper's design is the catalogue's full preset (initmem.study.EXPERIMENTS[name].presets["full"]),
-read from its grids (no runs are built): the sigma_w values, the number of seeds, and the sizes
-SIZE_FIELDS (dataset, width, train_subset, eval_subset, epochs) of the grids that hold a selection.
-A measurement is comparable with the paper's number when it was made on the same sigma_w set,
-with at least the paper's number of seeds in every sigma_w cell (more seeds estimate the same
-quantity with less noise), and with the paper's sizes. Anything else (a smoke or mini preset, a
-cut grid) measures a different quantity: its verdict is "not comparable (measured on ...)".
+The paper's design is the catalogue's full preset (initmem.study.EXPERIMENTS[name].presets["full"],
+its RunConfigs built once per experiment, defaults resolved): the sigma_w values, the number of
+seeds per cell, and the values of every other config field (COMPARED: the sizes SIZE_FIELDS first,
+then lr0, schedule, arch, ... and any field added to RunConfig; not the execution fields) of the
+runs that match a selection. A measurement is comparable with the paper's number when it was made
+on the same sigma_w set, with at least the paper's number of seeds in every sigma_w cell (more seeds
+estimate the same quantity with less noise), and with field values the paper used. Anything else (a
+smoke or mini preset, a cut grid, another lr0) measures a different quantity: its verdict is "not
+comparable (measured on 5 of 25 sigmas, 3 of 10 seeds, width 0.125 (paper 1))".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Mapping, Sequence
 
@@ -27,10 +30,14 @@ import numpy as np
 import pandas as pd
 
 from initmem.config import RunConfig
-from initmem.study import EXPERIMENTS, Grid
+from initmem.study import EXPERIMENTS
 
 SIZE_FIELDS = ("dataset", "width", "train_subset", "eval_subset", "epochs")  # what makes a study the paper's scale
-_DEFAULT = RunConfig()
+# Not part of the comparison: the experiment's name, the two swept axes (compared as a set and a
+# count), and how a run was computed (SPEC Section 3: statistics over seeds compare across devices).
+NOT_COMPARED = ("experiment", "sigma_w", "seed", "device", "channels_last", "compile", "precision")
+FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
+COMPARED = [*SIZE_FIELDS, *(f for f in FIELDS if f not in SIZE_FIELDS and f not in NOT_COMPARED)]
 
 
 def _same(a, b) -> bool:
@@ -43,38 +50,50 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _values(g: Grid, field: str) -> tuple:
-    return tuple(g.axes[field]) if field in g.axes else (g.fixed.get(field, getattr(_DEFAULT, field)),)
+@functools.lru_cache(maxsize=None)
+def _paper_runs(experiment: str) -> pd.DataFrame | None:
+    """The catalogue's full preset of `experiment` as a frame of resolved RunConfig fields (built once)."""
+    if experiment not in EXPERIMENTS or "full" not in EXPERIMENTS[experiment].presets:
+        return None
+    return pd.DataFrame([dataclasses.asdict(c) for c in EXPERIMENTS[experiment].runs("full")])
 
 
 @functools.lru_cache(maxsize=None)
 def _paper_design(experiment: str, select: tuple) -> dict | None:
-    if experiment not in EXPERIMENTS or "full" not in EXPERIMENTS[experiment].presets:
+    runs = _paper_runs(experiment)
+    if runs is None:
         return None
-    grids = [g for g in EXPERIMENTS[experiment].presets["full"]
-             if all(any(_same(x, v) for x in _values(g, k)) for k, v in select)]
-    if not grids:
+    keep = np.ones(len(runs), dtype=bool)
+    for k, v in select:
+        keep &= np.array([_same(x, v) for x in runs[k]]) if k in runs else False
+    r = runs[keep]
+    if not len(r):
         return None
-    sig = sorted({float(s) for g in grids for s in _values(g, "sigma_w")})
-    return {"sigmas": tuple(sig), "seeds": max(len(_values(g, "seed")) for g in grids),
-            "sizes": {f: tuple(sorted({v for g in grids for v in _values(g, f)}, key=str)) for f in SIZE_FIELDS}}
+    cells = [f for f in FIELDS if f not in ("sigma_w", "seed")]
+    return {"sigmas": tuple(sorted(float(x) for x in r["sigma_w"].unique())),
+            "seeds": int(r.groupby(cells, dropna=False)["seed"].nunique().max()),
+            "fields": {f: _values(r[f]) for f in COMPARED if f not in dict(select)}}
+
+
+def _values(col: pd.Series) -> tuple:
+    return tuple(sorted(set(col.tolist()), key=str))
 
 
 def paper_design(experiment: str, select: Mapping[str, object] | None = None) -> dict | None:
-    """The paper's design of the runs of `experiment` that match `select` (config field -> value):
-    sigmas (sorted tuple), seeds (how many per cell), sizes {field: the values the paper used}.
-    None for an experiment outside the catalogue or a selection none of its grids holds."""
+    """The paper's design of the runs of `experiment` that match `select` (config field -> value),
+    from the catalogue's full preset: sigmas (sorted tuple), seeds (how many per cell), fields {config
+    field: the values the paper used} for every compared field not in `select` (sizes first). None
+    for an experiment outside the catalogue or a selection none of its runs has."""
     return _paper_design(experiment, tuple(sorted((select or {}).items())))
 
 
 def measured_design(runs: pd.DataFrame) -> dict:
     """The same description of some runs: their sigma_w set, the fewest seeds in a (procedure,
-    sigma_w) cell, and the values of each size field."""
+    sigma_w) cell, and the values of each compared config field they carry."""
     sig = tuple(sorted({round(float(s), 9) for s in runs["sigma_w"]}))
     keys = [c for c in ("procedure", "sigma_w") if c in runs]
     seeds = int(runs.groupby(keys)["seed"].nunique().min()) if len(runs) and "seed" in runs else 0
-    sizes = {f: tuple(sorted(set(runs[f].tolist()), key=str)) for f in SIZE_FIELDS if f in runs}
-    return {"sigmas": sig, "seeds": seeds, "sizes": sizes}
+    return {"sigmas": sig, "seeds": seeds, "fields": {f: _values(runs[f]) for f in COMPARED if f in runs}}
 
 
 def _size(field: str, v) -> str:
@@ -96,11 +115,9 @@ def differences(measured: dict, paper: dict, sigma_set: bool = True) -> list[str
             out.append(f"{inside} of {len(ps)} sigmas" + (f" (+{extra} outside the paper's set)" if extra else ""))
     if measured["seeds"] < paper["seeds"]:
         out.append(f"{measured['seeds']} of {paper['seeds']} seeds")
-    for f in SIZE_FIELDS:
-        mv, pv = measured["sizes"].get(f), paper["sizes"].get(f)
-        if mv is None or pv is None:
-            continue
-        if not all(any(_same(m, p) for p in pv) for m in mv):
+    for f, pv in paper["fields"].items():
+        mv = measured["fields"].get(f)
+        if mv is not None and not all(any(_same(m, p) for p in pv) for m in mv):
             out.append(f"{f} {'/'.join(_size(f, m) for m in mv)} (paper {'/'.join(_size(f, p) for p in pv)})")
     return out
 
@@ -135,7 +152,7 @@ def study_table(runs: pd.DataFrame, presets: Mapping[str, str] | None = None) ->
                      "sigmas": ", ".join(f"{s:g}" for s in m["sigmas"]), "seeds": m["seeds"],
                      "batch sizes": ", ".join(str(b) for b in sorted(r["batch_size"].unique()))
                      if "batch_size" in r else "",
-                     **{f: "/".join(_size(f, v) for v in m["sizes"].get(f, ())) for f in SIZE_FIELDS},
+                     **{f: "/".join(_size(f, v) for v in m["fields"].get(f, ())) for f in SIZE_FIELDS},
                      "departs from the paper": ", ".join(diffs)})
     return pd.DataFrame(rows)
 

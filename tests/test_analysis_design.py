@@ -19,11 +19,14 @@ from initmem.study import SIGMA25, SIGMA5
 def test_the_paper_design_is_the_full_preset():
     d = paper_design("main_grid", {"optimizer": "sgd", "batch_size": 128, "lr0": 1e-3})
     assert d["sigmas"] == SIGMA25 and d["seeds"] == 10
-    assert d["sizes"] == {"dataset": ("cifar10",), "width": (1.0,), "train_subset": (0,), "eval_subset": (0,),
-                          "epochs": (300,)}
+    assert {k: d["fields"][k] for k in ("dataset", "width", "train_subset", "eval_subset", "epochs")} == \
+        {"dataset": ("cifar10",), "width": (1.0,), "train_subset": (0,), "eval_subset": (0,), "epochs": (300,)}
+    assert list(d["fields"])[:5] == ["dataset", "width", "train_subset", "eval_subset", "epochs"]
+    assert d["fields"]["schedule"] == ("cosine",) and d["fields"]["weight_decay"] == (0.0,)  # resolved defaults
+    assert "optimizer" not in d["fields"] and "sigma_w" not in d["fields"]  # selected; compared as a set
     long = paper_design("long_sgd", {"batch_size": 16})
-    assert long["sigmas"] == SIGMA5 and long["seeds"] == 1 and long["sizes"]["epochs"] == (5000,)
-    assert paper_design("best_recipe", {"optimizer": "adam"})["sizes"]["epochs"] == (200,)
+    assert long["sigmas"] == SIGMA5 and long["seeds"] == 1 and long["fields"]["epochs"] == (5000,)
+    assert paper_design("best_recipe", {"optimizer": "adam"})["fields"]["epochs"] == (200,)
     assert paper_design("lr_l2", {"lr0": 0.5}) is None          # no grid of the paper holds it
     assert paper_design("my_sweep") is None                      # not a catalogue experiment
 
@@ -41,6 +44,10 @@ def test_differences_name_what_departs():
                                 seeds=list(range(12)))
     assert differences(measured_design(lr), paper_design("lr_l2")) == ["5 of 5 sigmas (+1 outside the paper's set)"]
     assert differences(measured_design(lr[lr["sigma_w"] < 3.0]), paper_design("lr_l2")) == []
+    # any other config field the paper fixed: plain SGD at lr0 1e-2 in the main grid (as the smoke trains it)
+    fast = runs.assign(lr0=1e-2, schedule="constant")
+    assert differences(measured_design(fast), paper)[-2:] == ["schedule constant (paper cosine)",
+                                                             "lr0 0.01 (paper 0.001)"]
 
 
 def test_a_mini_study_says_what_it_is_and_a_full_one_says_nothing(tmp_path):
