@@ -50,6 +50,21 @@ def cell_means(v: np.ndarray, start: np.ndarray, size: np.ndarray, n_boot: int,
                            for idx in draws(start, size, n_boot, rng)]) if n_boot else np.zeros((0, len(start)))
 
 
+def sigma_boot(v: np.ndarray, sigma: np.ndarray, n_boot: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sigmas, means, boot): the sorted sigma_w cells of one procedure's runs, the mean of `v` in
+    each and its (n_boot, cells) bootstrap means (seeds resampled within each cell). Non-finite
+    values are left out first. A statistic over sigma (min, a difference of two cells) takes its
+    interval from the same rows of `boot`."""
+    v, sigma = np.asarray(v, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    ok = np.isfinite(v)
+    v, sigma = v[ok], sigma[ok]
+    su, cell = np.unique(np.round(sigma, 9), return_inverse=True)
+    means = np.bincount(cell, v, minlength=len(su)) / np.maximum(np.bincount(cell, minlength=len(su)), 1)
+    order, start, size = cells(cell)
+    return su, means, cell_means(v[order], start, size, n_boot, rng)
+
+
 def multiplicities(cell: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """(1 + n_boot, runs) how often each run is drawn per replicate; row 0 is the data (all ones).
     Runs in their given order (the weights of a weighted refit)."""

@@ -43,6 +43,7 @@ from analysis.bootstrap import multiplicities
 from analysis.sensitivity import BETA_FLOOR
 
 CLOCK_VERDICT, EPOCH_VERDICT, NO_VERDICT = "aligns on its clock", "aligns on epochs", "no clear difference"
+COLLAPSE_BOOT = 200  # seed-bootstrap replicates of a score in the report and the findings (each refits beta(t))
 
 
 def verdict_of(lo: float, hi: float) -> str:

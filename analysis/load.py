@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from initmem.config import RunConfig
-from initmem.layout import EPOCHS_DIR, RUNS_DIR, is_final, planned_runs, resolve
+from initmem.layout import EPOCHS_DIR, RUNS_DIR, is_final, planned_runs, read_plan, resolve
 from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs
 
 CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
@@ -85,15 +85,25 @@ def check_roots(roots: str | Sequence[str]) -> None:
 
 def progress(roots: str | Sequence[str], runs: pd.DataFrame | None = None) -> list[dict]:
     """Per root: root, finished (runs with a final status), planned (None without plan.json),
-    status counts. `runs` (from load) saves reading the runs tables again."""
+    preset (plan.json's "preset": full, smoke, mini, ...; None without plan.json), status counts.
+    `runs` (from load) saves reading the runs tables again."""
     roots = [roots] if isinstance(roots, str) else list(roots)
     out = []
     for i, root in enumerate(roots):
         r = runs[runs["root"] == i] if runs is not None and "root" in runs else read_runs(root, columns=["status"])
         counts = {k: int(v) for k, v in r["status"].value_counts().sort_index().items()}
         out.append({"root": root, "finished": int(is_finished(r).sum()), "planned": planned_runs(root),
-                    "status": counts})
+                    "preset": _preset(root), "status": counts})
     return out
+
+
+def _preset(root: str) -> str | None:
+    """plan.json's preset, or None where there is no (readable) plan.json."""
+    try:
+        plan = read_plan(root)
+    except (OSError, ValueError):
+        return None
+    return plan.get("preset") if plan else None
 
 
 def is_finished(runs: pd.DataFrame) -> np.ndarray:

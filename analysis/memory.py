@@ -84,11 +84,20 @@ def spread(runs: pd.DataFrame, by: Sequence[str] | None = None, metric: str = "t
     the seed mean is highest / lowest), mean_max / mean_min. With n_boot=0, lo/hi are NaN.
     Max minus min is biased upward when the spread is within noise (boot_mean > mem shows it).
     """
+    return spread_boot(runs, by, metric, n_boot, ci, seed, scale)[0]
+
+
+def spread_boot(runs: pd.DataFrame, by: Sequence[str] | None = None, metric: str = "test_acc",
+                n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+                scale: float | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """spread's table and its bootstrap replicates, (n_boot, groups) in the table's row order: a
+    ratio or difference of two groups' spreads gets its interval from the same replicates
+    (analysis.findings). The groups are disjoint sets of runs, so their replicates are independent."""
     by = _by(runs, by)
     d = _cells(runs, by, metric, scale)
     if len(d) == 0:
         return pd.DataFrame(columns=by + ["mem", "lo", "hi", "boot_mean", "n_sigma", "n_runs", "min_seeds",
-                                          "sigma_max", "sigma_min", "mean_max", "mean_min"])
+                                          "sigma_max", "sigma_min", "mean_max", "mean_min"]), np.zeros((n_boot, 0))
     v = d["v"].to_numpy()
     cell = d["c"].to_numpy()
     cstart = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
@@ -118,7 +127,7 @@ def spread(runs: pd.DataFrame, by: Sequence[str] | None = None, metric: str = "t
     out["min_seeds"] = np.minimum.reduceat(csize, gstart)
     out["sigma_max"], out["sigma_min"] = csig[arg_max], csig[arg_min]
     out["mean_max"], out["mean_min"] = gmax, gmin
-    return out
+    return out, (boot if boot is not None else np.zeros((0, G)))
 
 
 def _bootstrap(v: np.ndarray, cstart: np.ndarray, csize: np.ndarray, gstart: np.ndarray,
@@ -131,6 +140,27 @@ def _bootstrap(v: np.ndarray, cstart: np.ndarray, csize: np.ndarray, gstart: np.
         means = np.add.reduceat(v[idx], cstart, axis=1) / csize
         blocks.append(np.maximum.reduceat(means, gstart, axis=1) - np.minimum.reduceat(means, gstart, axis=1))
     return np.concatenate(blocks)
+
+
+def noise_floor(runs: pd.DataFrame, q: float = 0.95, n: int = 200, seed: int = 0, metric: str = "test_acc",
+                scale: float | None = None) -> float:
+    """The `q` quantile of the spread that seed noise alone gives on one procedure's runs (pp for
+    accuracies): the runs' deviations from their sigma cell's mean (scaled by sqrt(k / (k - 1)) so
+    that their variance is the seeds'), shuffled among all runs, averaged in the same cells, max -
+    min; `n` shuffles. Max - min of seed means is biased upward by this noise: a spread at or below
+    its floor cannot be told from none. NaN with one seed per cell (no noise to measure)."""
+    v = _values(runs, metric, scale)
+    ok = np.isfinite(v)
+    v, sig = v[ok], np.round(runs["sigma_w"].to_numpy(np.float64)[ok], 9)
+    su, cell, size = np.unique(sig, return_inverse=True, return_counts=True)
+    if len(su) < 2 or size.max() < 2:
+        return np.nan
+    resid = (v - (np.bincount(cell, v) / size)[cell]) * np.sqrt(size / np.maximum(size - 1, 1))[cell]
+    order = np.argsort(cell, kind="stable")
+    start = np.r_[0, np.cumsum(size)[:-1]]
+    perm = np.argsort(np.random.default_rng([seed, len(v)]).random((n, len(v))), axis=1)  # a shuffle per row
+    means = np.add.reduceat(resid[perm][:, order], start, axis=1) / size
+    return float(np.quantile(means.max(axis=1) - means.min(axis=1), q))
 
 
 def varying(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:

@@ -108,4 +108,6 @@ p.cap{color:#555;font-size:.9em;margin:4px 0} .fig{margin:18px 0}
 .tblwrap{overflow-x:auto;margin:14px 0} table.tbl{border-collapse:collapse;font-size:.85em}
 table.tbl th,table.tbl td{padding:3px 8px;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
 table.tbl th{background:#fafafa} nav ul{columns:2} .meta{color:#666;font-size:.85em}
+table.tbl.wrap td{white-space:normal;text-align:left;vertical-align:top;min-width:6em}
+p.banner{background:#fff4e5;border-left:4px solid #e08a00;padding:10px 14px;max-width:1100px}
 """

@@ -2,9 +2,9 @@
 
     python -m analysis.report RESULTS [RESULTS ...] -o report.html [--n-boot 1000] [--no-linear-model]
 
-First the paper check (analysis.paper_check), then a section per experiment present in the data
-(runs.experiment: main_grid, long_sgd, lr_l2, norm_aug, best_recipe, depth; any other name gets a
-generic section; absent ones are named), each with its tables (laid out like the paper's Tables
+First the findings (analysis.findings) and the paper check (analysis.paper_check), then a section per
+experiment present in the data (runs.experiment: main_grid, long_sgd, lr_l2, norm_aug, best_recipe,
+depth; any other name gets a generic section; absent ones are named), each with its tables (laid out like the paper's Tables
 1-7), figures (Figures 1-8; 4 and 6 as the paper draws them, analysis.paper_figures), collapse
 scores with their verdicts, and a paragraph that reads the numbers; then the forgetting-clock
 table (each procedure's T_SGD, T_L2, T_adapt at its final epoch beside its spread, and initmem's
@@ -37,8 +37,7 @@ from analysis.memory import (INTERP_PP, PP, checkpoint_table, clock_table, delta
 from initmem.study import EXPERIMENTS
 
 from analysis.sensitivity import CLOCK_LABEL, CLOCK_SHORT, CLOCKS, beta_t, family_columns, with_clock
-
-COLLAPSE_BOOT = 200  # seed-bootstrap replicates of the collapse score (each refits beta(t) of a family)
+from analysis.collapse import COLLAPSE_BOOT  # seed-bootstrap replicates of the collapse score
 
 
 # ----------------------------------------------------------------------------- analysis state
@@ -419,18 +418,26 @@ SECTIONS: dict[str, Callable] = {"main_grid": section_main_grid, "long_sgd": sec
 
 
 def paper_section(A: Analysis) -> list[str]:
-    """The paper check (analysis.paper_check): SPEC Section 5's headline numbers beside the measured ones."""
+    """The findings (analysis.findings: SPEC Section 5b's qualitative claims as rules) and the paper check
+    (analysis.paper_check: SPEC Section 5's headline numbers beside the measured ones)."""
+    from analysis.findings import report_blocks
     from analysis.paper_check import paper_check, summary
+    ftext, fblocks = report_blocks(A.runs, A.epochs, A.n_boot, A.seed)
     t = paper_check(A.runs, n_boot=A.n_boot, seed=A.seed, spreads=A.spreads)
     judged = t[t["verdict"] != "not run"]
     text = (f"Each headline number of the paper (SPEC Section 5) beside the value measured here, its "
             f"{A.n_boot}-replicate seed-bootstrap 95% interval and the difference (pp). 'agrees': the paper's "
-            f"number (quoted to 0.1 pp, so +-0.05) meets the interval; 'differs': it does not; 'not run': the "
-            f"experiment or procedure is not in these results. {summary(t)}.")
+            f"number (quoted to 0.1 pp, so +-0.05; '~26' +-0.5) meets the interval, or for a bound ('< 1', "
+            f"'>= 99.5') the whole interval lies on its side; 'differs': it does not (a bound: the whole interval "
+            f"lies on the other side); 'inconclusive': the interval straddles a bound; 'not comparable': measured "
+            f"on another design than the paper's (its sigma_w set, seeds per cell, network and data sizes, "
+            f"epochs), which the verdict names; 'not run': the experiment or procedure is not in these results. "
+            f"{summary(t)}.")
     if len(judged) and (judged["verdict"] == "differs").any():
         text += " Differing: " + "; ".join(judged.loc[judged["verdict"] == "differs", "claim"]) + "."
-    return [_p(text), table_html(t, "Paper check: paper value, measured value [95% seed-bootstrap interval], "
-                                    "difference = measured - paper (pp), verdict.")]
+    return [_p(ftext + " " + text), *fblocks,
+            table_html(t, "Paper check: paper value, measured value [95% seed-bootstrap interval], "
+                          "difference = measured - paper (pp), verdict.")]
 
 
 EXT_COLUMNS = {"t_wd": "T_wd (initmem ext.)", "t_sgd_eff": "T_SGD,eff (initmem ext.)"}
@@ -521,7 +528,7 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
     figs = Figures()
     present = list(runs["experiment"].unique()) if len(runs) else []
     order = [e for e in EXPERIMENTS if e in present] + sorted(e for e in present if e not in EXPERIMENTS)
-    sections = [("paper_check", "Paper check: the paper's headline numbers against these results",
+    sections = [("paper_check", "Findings and paper check: the paper's claims against these results",
                  paper_section(A))] if len(runs) else []
     for exp in order:
         b = A.beta[A.beta["experiment"] == exp]
@@ -546,9 +553,13 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
     absent = _absent_line(order)
     if absent:
         body = f"<p class='meta'>{html.escape(absent)}</p>" + body
+    from analysis.design import banner, presets_of, study_table
+    scale = banner(study_table(runs, presets_of(runs, progress))) if len(runs) else ""
+    scale = f"<p class='banner'>{html.escape(scale)}</p>" if scale else ""
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class='meta'>{meta}</p><nav><ul>{nav}</ul></nav>{body}</body></html>")
+            f"<h1>{html.escape(title)}</h1>{scale}<p class='meta'>{meta}</p><nav><ul>{nav}</ul></nav>{body}"
+            f"</body></html>")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -136,8 +136,10 @@ def collapse_score(beta: pd.DataFrame, family: Sequence[str], **kw) -> pd.DataFr
 
 
 def family_columns(beta: pd.DataFrame, procedure_cols: Sequence[str], across: str = "batch_size") -> list[str]:
-    """A procedure's columns minus `across` (and epochs-per-step consequences): the collapse family."""
-    return [c for c in procedure_cols if c != across and c in beta.columns]
+    """A procedure's columns minus `across` and epochs: the collapse family. Epochs go too because a
+    preset may scale them with the batch size (the smoke does, to give every run 300 updates); the
+    clock and the epoch axis of each curve already account for them."""
+    return [c for c in procedure_cols if c not in (across, "epochs") and c in beta.columns]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,10 +21,18 @@ The planted model, per procedure P (all config but sigma_w and seed) and epoch t
     u(t) = t / tau_epoch           (beta_mode="epoch")
 
 so |beta_P| collapses on the clock (or on epochs) across batch sizes, by construction. With `mem`
-given (a dict, a function, or "paper"), beta_P is instead rescaled between its start B_opt and an
-end value that makes the spread at tau_best exactly the planted number of pp:
-    beta_P(t) = b* + (B_opt - b*) (phi(t) - phi(tau*)) / (1 - phi(tau*)) for t <= tau*, b* after,
-    with b* = -mem_P / 100 / (max sigma - min sigma).
+given (a dict, a function, or "paper"), each procedure's spread at tau_best is exactly the planted
+number of pp, b*_P = -mem_P / 100 / (max sigma - min sigma), and the collapse is kept:
+  - beta_mode="clock": one curve g_F of the own clock T per family F (a procedure minus its batch
+    size and epochs), through the points (T_P(tau*_P), b*_P) of its procedures, linear in log10 T
+    between them, flat after the last, and before the first the decay shape above rescaled from
+    -B_opt at T = 0 to the first point; beta_P(t) = g_F(T_P(t)). Every batch size lies on g_F (it
+    collapses on the clock) and reaches its own point of it at its tau* (its spread). g_F need not
+    be monotone: the paper's spreads put Adam's b=16 point (early tau*, T_adapt ~ 15, 1.6 pp) below
+    b=128's (T_adapt ~ 45, 4.3 pp). A family member without a planted spread reads its spread off g_F.
+  - beta_mode="epoch": each procedure on its own, rescaled between B_opt and b*_P,
+    beta_P(t) = b* + (B_opt - b*) (phi(t) - phi(tau*)) / (1 - phi(tau*)) for t <= tau*, b* after
+    (procedures that share tau* but not a spread cannot lie on one curve of epochs).
 `truth` holds what was planted: per procedure its spread (pp) and tau*, per (procedure, epoch) beta.
 Seed noise enters the recovered numbers; with noise=0 they are exact.
 """
@@ -105,8 +113,9 @@ def paper_targets(cfg: RunConfig, shift: float = 0.0) -> dict:
     every planted number away from the paper's: spreads up, accuracies down."""
     from analysis.paper_check import claims_for
     cs = claims_for(cfg)
-    mem = next((c.paper for c in cs if c.kind == "spread"), None)
-    below = next((c.paper for c in cs if c.kind == "spread_below"), None)
+    # an estimate of the spread; with two sigmas, Table 7's |Delta| is the spread
+    mem = next((c.paper for c in cs if c.kind in ("spread", "delta") and c.bound is None), None)
+    below = next((c.paper for c in cs if c.kind == "spread" and c.bound in ("<", "<=")), None)
     acc = {c.sigma: c.paper for c in cs if c.kind == "acc"}
     out: dict = {}
     if acc:
@@ -153,8 +162,10 @@ def _clock_table(cfg: RunConfig) -> dict[str, np.ndarray]:
     return {"step": steps, **c}
 
 
-def _beta_curve(plant: Plant, cfg: RunConfig, clk: dict[str, np.ndarray], sig_range: float) -> np.ndarray:
-    """Planted beta(t) of one procedure, t = 0..E (fraction per unit sigma_w)."""
+def _beta_curve(plant: Plant, cfg: RunConfig, clk: dict[str, np.ndarray], sig_range: float,
+                knots: np.ndarray | None = None) -> np.ndarray:
+    """Planted beta(t) of one procedure, t = 0..E (fraction per unit sigma_w). `knots`: its family's
+    (own clock at tau*, beta at tau*) points (_family_knots), with beta_mode="clock" and planted spreads."""
     E = cfg.epochs
     if plant.beta_mode == "clock":
         name = own_clock(cfg.optimizer, cfg.l2)
@@ -165,6 +176,8 @@ def _beta_curve(plant: Plant, cfg: RunConfig, clk: dict[str, np.ndarray], sig_ra
         raise ValueError(f"beta_mode={plant.beta_mode!r} is not allowed: 'clock' or 'epoch'")
     phi = np.exp(-u)
     B = plant.b0.get(cfg.optimizer, 0.1)
+    if knots is not None and len(knots):
+        return _family_curve(clk[name], -B, knots, plant.tau[name])
     mem = _planted_mem(plant, cfg)
     if mem is None:
         return -B * (plant.floor + (1.0 - plant.floor) * phi)
@@ -177,8 +190,55 @@ def _beta_curve(plant: Plant, cfg: RunConfig, clk: dict[str, np.ndarray], sig_ra
     return beta
 
 
+def _family_curve(T: np.ndarray, start: float, knots: np.ndarray, tau: float) -> np.ndarray:
+    """One curve of the own clock T for a whole family: `start` at T = 0, the decay shape of the
+    unplanted model (exp(-T / tau)) rescaled to reach the first knot, then linear in log10 T through
+    every knot (a batch size's (T*, beta*) point: its planted spread at its tau*), flat after the
+    last. A procedure's curve is this function at its own clock values, so every batch size of the
+    family lies on it (collapse on the clock) and each reaches its own knot at its tau* (its spread)."""
+    t1, b1 = knots[0]
+    beta = np.empty_like(T, dtype=np.float64)
+    low = T <= t1
+    phi, phi1 = np.exp(-T[low] / tau), math.exp(-t1 / tau)
+    den = 1.0 - phi1
+    beta[low] = b1 + (start - b1) * ((phi - phi1) / den if den > 1e-12 else 0.0)
+    beta[~low] = np.interp(np.log10(T[~low]), np.log10(knots[:, 0]), knots[:, 1])
+    return beta
+
+
+def _family_knots(plant: Plant, procedures: list[list[RunConfig]]) -> dict[tuple, np.ndarray]:
+    """Per family (a procedure minus batch size and epochs: a preset may scale epochs with b, the
+    clock accounts for it) the sorted (T*, beta*) points of its procedures that have a planted
+    spread; only with beta_mode="clock" (on epochs, procedures sharing tau* but not a spread cannot
+    lie on one curve, so each keeps its own rescaling). Points at the same T* are averaged."""
+    if plant.beta_mode != "clock" or plant.mem is None:
+        return {}
+    pts: dict[tuple, list[tuple[float, float]]] = {}
+    for members in procedures:
+        cfg = members[0]
+        mem = _planted_mem(plant, cfg)
+        if mem is None:
+            continue
+        sig = [r.sigma_w for r in members]
+        T = _clock_table(cfg)[own_clock(cfg.optimizer, cfg.l2)][_tau_star(cfg)]
+        if T > 0:
+            pts.setdefault(_family_key(cfg), []).append((float(T), -mem / 100.0 / max(max(sig) - min(sig), 1e-12)))
+    out = {}
+    for key, p in pts.items():
+        k = pd.DataFrame(p, columns=["T", "beta"]).groupby("T", sort=True)["beta"].mean()
+        out[key] = np.column_stack([k.index.to_numpy(), k.to_numpy()])
+    return out
+
+
+FAMILY_SKIP = ("sigma_w", "seed", "batch_size", "epochs")
+
+
+def _family_key(cfg: RunConfig) -> tuple:
+    return tuple(getattr(cfg, f.name) for f in dataclasses.fields(RunConfig) if f.name not in FAMILY_SKIP)
+
+
 def _pack(plant: Plant, runs: list[RunConfig], rng: np.random.Generator, diverge: set[int],
-          versions: dict) -> tuple[pa.Table, pa.Table, dict, pd.DataFrame]:
+          versions: dict, knots: np.ndarray | None = None) -> tuple[pa.Table, pa.Table, dict, pd.DataFrame]:
     """Runs table, epochs table and truth of one procedure (its runs differ in sigma_w and seed)."""
     cfg0 = runs[0]
     E = cfg0.epochs
@@ -187,7 +247,7 @@ def _pack(plant: Plant, runs: list[RunConfig], rng: np.random.Generator, diverge
     clk = _clock_table(cfg0)
     sig = np.array([r.sigma_w for r in runs])
     sig_range = max(float(sig.max() - sig.min()), 1e-12)  # spread is over this procedure's sigma set
-    beta = _beta_curve(plant, cfg0, clk, sig_range)
+    beta = _beta_curve(plant, cfg0, clk, sig_range, knots)
     ts = _tau_star(cfg0)
     t = np.arange(T, dtype=np.float64)
 
@@ -302,11 +362,13 @@ def generate(experiment: str | Sequence[str] = "main_grid", plant: Plant = Plant
         n_total = len(configs)
         div = set(rng.choice(n_total, size=min(plant.n_diverged, n_total), replace=False).tolist()) \
             if plant.n_diverged else set()
+        knots = _family_knots(plant, list(groups.values()))
         start = 0
         for members in groups.values():
             local = {i - start for i in div if start <= i < start + len(members)}
             start += len(members)
-            runs_tab, epochs_tab, truth, beta_df = _pack(plant, members, rng, local, versions)
+            runs_tab, epochs_tab, truth, beta_df = _pack(plant, members, rng, local, versions,
+                                                         knots.get(_family_key(members[0])))
             cfg = members[0]
             truth.update({k: getattr(cfg, k) for k in ("experiment", "arch", "norm", "augment", "optimizer",
                                                        "batch_size", "epochs", "schedule", "lr0", "l2")})
