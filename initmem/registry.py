@@ -56,6 +56,11 @@ class Registry(Generic[T]):
         self._origin[name] = where
         return entry
 
+    def remove(self, name: str) -> None:
+        """Take an entry out again (tests that register their own and leave the registry as it was)."""
+        self._entries.pop(name, None)
+        self._origin.pop(name, None)
+
     def hint(self, name: str) -> str:
         """What to say after the allowed names when `name` is not one: the closest, else the plugin route."""
         return did_you_mean(name, self._entries) or f" (a plugin's {self.kind}? pass --plugin PATH_OR_MODULE)"

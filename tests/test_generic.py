@@ -34,9 +34,14 @@ class TinyBnCnn(nn.Module):
         return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
 
 
-if "test_mlp" not in MODELS:
+@pytest.fixture(autouse=True, scope="module")
+def _models():
+    """The two test models, registered for this module only (the registry is left as it was)."""
     register_model("test_mlp", lambda cfg: TinyMlp(max(2, round(16 * cfg.width))), description="tests")
     register_model("test_bn_cnn", lambda cfg: TinyBnCnn(), description="tests")
+    yield
+    MODELS.remove("test_mlp")
+    MODELS.remove("test_bn_cnn")
 
 BASE = dict(arch="test_mlp", dataset="synthetic", train_subset=64, eval_subset=32, batch_size=16, epochs=2,
             precision="fp64")
