@@ -315,7 +315,8 @@ def _pack(plant: Plant, runs: list[RunConfig], rng: np.random.Generator, diverge
         "stopped_epoch": nullable(stop_ep), **{k: [x[k] for x in summaries] for k in summaries[0]},
         "t_sgd": clk["t_sgd"][last], "t_l2": clk["t_l2"][last], "t_adapt": clk["t_adapt"][last],
         "n_params": np.full(R, 6_575_370, dtype=np.int64), "wall_time_s": last.astype(np.float64),
-        "initmem_version": [versions["initmem"]] * R, "torch_version": ["synthetic"] * R,
+        "initmem_version": [versions["initmem"]] * R, "code_version": ["synthetic"] * R, "code_dirty": [False] * R,
+        "data_id": ["synthetic:generator"] * R, "torch_version": ["synthetic"] * R,
         "device_name": ["synthetic"] * R, "updated_at": ["2026-01-01T00:00:00Z"] * R,
     }
     runs_tab = pa.Table.from_pydict({k: cols[k] for k in RUNS_SCHEMA.names}, schema=RUNS_SCHEMA)

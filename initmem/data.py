@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from initmem.datasets import DATASETS, DataError, default_path, read_source  # noqa: F401  DataError: raised here too
+from initmem.provenance import data_id
 
 ENV_VAR = "INITMEM_DATA"
 NUM_CLASSES = 10  # the synthetic set's classes
@@ -44,12 +45,13 @@ class Splits:
     x_test: torch.Tensor
     y_test: torch.Tensor
     source: str = ""
+    data_id: str = ""   # content id of what was read (initmem.provenance.data_id)
 
     def to(self, device: str | torch.device, dtype: torch.dtype = torch.float32) -> "Splits":
         """Scale pixels to [0, 1] and move everything to the device once (shared by a pack)."""
         conv = (lambda x: x.to(device=device, dtype=dtype).div_(255.0))
         return Splits(conv(self.x_train), self.y_train.to(device), conv(self.x_val), self.y_val.to(device),
-                      conv(self.x_test), self.y_test.to(device), self.source)
+                      conv(self.x_test), self.y_test.to(device), self.source, self.data_id)
 
     def subset(self, train: int = 0, evaluation: int = 0) -> "Splits":
         t = train or len(self.y_train)
@@ -61,7 +63,7 @@ class Splits:
             raise DataError(f"eval_subset={evaluation} is larger than the validation ({len(self.y_val)}) "
                             f"or test ({len(self.y_test)}) split")
         return Splits(self.x_train[:t], self.y_train[:t], self.x_val[:v], self.y_val[:v],
-                      self.x_test[:s], self.y_test[:s], self.source)
+                      self.x_test[:s], self.y_test[:s], self.source, self.data_id)
 
 
 def resolve_data_path(path: str | os.PathLike | None = None, dataset: str = "cifar10") -> str | None:
@@ -86,7 +88,9 @@ def load_splits(dataset: str = "cifar10", path: str | os.PathLike | None = None,
                 f"(into {spec.default_folder()}).")
         where = str(spec.default_folder())
     p = Path(where).expanduser()
-    return split(*read_source(spec, p, download), source=str(p)).subset(train_subset, eval_subset)
+    splits = split(*read_source(spec, p, download), source=str(p))
+    splits.data_id = data_id(p)
+    return splits.subset(train_subset, eval_subset)
 
 
 def split(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
@@ -116,7 +120,8 @@ def synthetic_splits(n_train: int = 640, n_eval: int = 200, seed: int = 0) -> Sp
 
     chw = (lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
     parts = [make(n) for n in (n_train, n_eval, n_eval)]
-    return Splits(*[t for x, y in parts for t in (chw(x), torch.from_numpy(y))], source="synthetic")
+    return Splits(*[t for x, y in parts for t in (chw(x), torch.from_numpy(y))], source="synthetic",
+                  data_id=data_id(None, seed))
 
 
 # --- per-run batches -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from initmem.config import RunConfig, check_pack, checkpoint_interval, pack_id
 from initmem.data import Splits, augment, epoch_order, run_generators
 from initmem.models import build_model
 from initmem.optim import PackedOptimizer, schedule_factor
+from initmem.provenance import code_version
 from initmem.results import EPOCHS_SCHEMA, ResultsWriter
 
 CHECKPOINT_FILE = "state.pt"
@@ -250,6 +251,7 @@ class PackTrainer:
     def run_rows(self, finished: bool) -> list[dict]:
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         device_name = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu")
+        code, dirty = code_version()
         rows = []
         for i, r in enumerate(self.runs):
             h = self.history[i]
@@ -266,7 +268,8 @@ class PackTrainer:
                          "epochs_done": h["epoch"][-1] if h["epoch"] else None,
                          "diverged_epoch": self.diverged_epoch[i], "stopped_epoch": self.stopped_epoch[i],
                          **summary, **last, "n_params": self.n_params, "wall_time_s": self.wall,
-                         "initmem_version": initmem.__version__, "torch_version": torch.__version__,
+                         "initmem_version": initmem.__version__, "code_version": code, "code_dirty": dirty,
+                         "data_id": self.data.data_id or None, "torch_version": torch.__version__,
                          "device_name": device_name, "updated_at": now})
         return rows
 

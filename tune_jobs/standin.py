@@ -64,7 +64,8 @@ def _run_row(cfg: RunConfig, pid: str, status: str, rows: Sequence[dict]) -> dic
             "epochs_done": last["epoch"], "diverged_epoch": None, "stopped_epoch": None,
             **(summarize(history) if len(rows) > 1 else {}),
             "t_sgd": last["t_sgd"], "t_l2": last["t_l2"], "t_adapt": last["t_adapt"], "n_params": 0,
-            "wall_time_s": 0.0, "initmem_version": "standin", "torch_version": "", "device_name": "standin",
+            "wall_time_s": 0.0, "initmem_version": "standin", "code_version": "standin", "code_dirty": False,
+            "data_id": "standin", "torch_version": "", "device_name": "standin",
             "updated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
