@@ -63,6 +63,9 @@ class SweepOptions:
                                       "a number in (0, 1]", check=lambda v: 0 < v <= 1,
                                       default_text=f"{DEFAULT_EFFICIENCY['cuda']:g} on GPU, "
                                                    f"{DEFAULT_EFFICIENCY['cpu']:g} on CPU")
+    require_same_code: bool = option(False, "refuse to resume an experiment whose rows were written by another "
+                                     "code version (or with uncommitted changes), or read other data; without it a "
+                                     "re-run warns", allowed="a flag")
     dry_run: bool = option(False, "print runs, packs, trials and cost (FLOPs, device-hours); train nothing",
                            allowed="a flag")
     verbose: bool = option(False, "show Ray's and the trials' own logs", allowed="a flag", flag="-v")

@@ -143,6 +143,32 @@ def check_data(runs: Sequence[RunConfig], opts: SweepOptions, on_cluster: bool) 
     return where
 
 
+def check_provenance(root: str, runs: Sequence[RunConfig], data: str | None, on_cluster: bool, require: bool,
+                     out: Callable[[str], None]) -> None:
+    """A re-run whose code or data differ from what wrote the experiment's rows so far warns, naming
+    both (initmem.provenance); with --require-same-code it stops. On a cluster the driver cannot read
+    the workers' data, so only the code is compared there."""
+    from initmem.provenance import code_version, data_id, differences
+    try:
+        rows = read_runs(root, columns=["code_version", "code_dirty", "data_id"]).to_dict("records")
+    except Exception:  # noqa: BLE001 - nothing readable yet: nothing to compare with
+        return
+    code, dirty = code_version()
+    datasets = {r.dataset for r in runs}
+    now = data_id(data) if data else (data_id(None) if datasets == {"synthetic"} else None)
+    if now is None or on_cluster:
+        rows = [{**r, "data_id": None} for r in rows]
+    diff = differences(rows, code, dirty, now or "")
+    if not diff:
+        return
+    if require:
+        raise SweepError(f"{root} was written by other code or data, and --require-same-code is set: "
+                         + "; ".join(diff) + ". Run with the code and data that wrote it, or use another --storage.")
+    for d in diff:
+        out(f"warning     {d}; its rows and this run's would mix in one experiment "
+            "(--require-same-code refuses this)")
+
+
 # --- plan persistence -----------------------------------------------------------------------------
 
 def save_plan(plan: Plan, root: str) -> None:
@@ -294,6 +320,8 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
     if data:
         out(f"data        {data}")
     stored = load_plan(root, runs)
+    if stored is not None:
+        check_provenance(root, runs, data, on_cluster, opts.require_same_code, out)
     done = finished_packs(root, stored) if stored is not None else set()
     if stored is not None and len(done) == len(stored.packs):
         out(f"nothing to train: every pack of {label} in {root} is already finished")
