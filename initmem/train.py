@@ -295,6 +295,16 @@ class PackTrainer:
         self.es_best, self.es_wait = s["es_best"].copy(), s["es_wait"].copy()
         self.written_epoch = s["written_epoch"]
 
+    def resume(self, folder: str | os.PathLike) -> bool:
+        """Load folder's checkpoint if it has one (True), else leave the pack as it is (False).
+        Read to the CPU whatever the pack's device: the data generators' states are CPU ByteTensors
+        (Generator.set_state refuses them on a GPU), and load_state_dict copies the rest in place."""
+        path = Path(folder) / CHECKPOINT_FILE
+        if not path.exists():
+            return False
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        return True
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"{CHECKPOINT_FILE}.tmp-{os.getpid()}"
@@ -329,8 +339,7 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
     t = PackTrainer(runs, data)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
-    if ckpt_dir is not None and (ckpt_dir / CHECKPOINT_FILE).exists():
-        t.load_state_dict(torch.load(ckpt_dir / CHECKPOINT_FILE, map_location=t.device, weights_only=False))
+    if ckpt_dir is not None and t.resume(ckpt_dir):
         log(f"[{t.pack_id}] resumed at epoch {t.epoch} from {ckpt_dir}")
     if writer is not None:
         dropped = writer.drop_epochs_after(t.pack_id, t.written_epoch)  # leftovers of a dead attempt

@@ -206,3 +206,25 @@ def test_checkpoint_of_another_pack_is_refused(data, tmp_path):
     train_pack([tiny(epochs=1)], data, checkpoint_dir=tmp_path, log=None)
     with pytest.raises(ValueError, match="not this pack"):
         train_pack([tiny(epochs=1, seed=5)], data, checkpoint_dir=tmp_path, log=None)
+
+
+def test_resume_reads_the_checkpoint_to_the_cpu_whatever_the_device(data, tmp_path):
+    # issue 17, finding 1: on CUDA, torch.load(map_location=<the pack's device>) moved the saved CPU
+    # generator states to the GPU and Generator.set_state raised "RNG state must be a torch.ByteTensor".
+    # A trainer whose device is "meta" stands in for the GPU here (its generators stay on the CPU).
+    runs = [tiny(augment=True, epochs=2, seed=k) for k in (0, 1)]
+    t = PackTrainer(runs, data)
+    t.train_epoch()
+    t.epoch = 1
+    t.save(tmp_path)
+    resumed = PackTrainer(runs, data)
+    resumed.device = torch.device("meta")      # only where the checkpoint would be mapped to
+    assert resumed.resume(tmp_path) and resumed.epoch == 1
+    for g, h in zip(resumed.data_gens, t.data_gens):
+        assert torch.equal(g.get_state(), h.get_state())
+    for p, q in zip(resumed.params, t.params):
+        assert p.device.type == "cpu" and torch.equal(p, q)
+    for name, slots in t.opt.state.items():
+        for slot, v in slots.items():
+            assert torch.equal(resumed.opt.state[name][slot], v)
+    assert not PackTrainer(runs, data).resume(tmp_path / "empty")
