@@ -160,3 +160,19 @@ def test_uri_paths():
     assert (exp_dir, results, tune_dir) == ("s3://bucket/initmem/main_grid", "s3://bucket/initmem/main_grid",
                                             "s3://bucket/initmem/main_grid/tune")
     assert EXPERIMENTS["main_grid"].label("smoke") == "main_grid_smoke"
+
+
+def test_a_trial_on_another_device_keeps_the_planned_run_ids():
+    # issue 17, finding 7: a CPU plan keeps precision=auto (fp32 there); moved to a GPU worker, auto
+    # turned into tf32, so run_id and pack_id changed and the plan never saw the pack finish
+    from initmem.config import pack_id
+    from tune_jobs.runner import trial_runs
+    exp = experiment_from_spec(TINY)
+    for kind in ("cpu", "cuda"):
+        plan = make_plan("tiny", "full", exp.runs("full"), Device(kind, kind, 8.0, 1, 0.3), max_pack=2)
+        for pack in plan.packs:
+            for other in ("cpu", "cuda"):
+                moved = trial_runs([r.to_dict() for r in pack], other)
+                assert {r.device for r in moved} == {other}
+                assert [r.run_id for r in moved] == [r.run_id for r in pack] and pack_id(moved) == pack_id(pack)
+                assert [r.effective_precision for r in moved] == [r.effective_precision for r in pack]

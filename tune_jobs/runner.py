@@ -238,6 +238,14 @@ def default_checkpoint_every(epochs: int) -> int:
     return max(1, epochs // 30)
 
 
+def trial_runs(run_dicts: Sequence[dict], device: str) -> list[RunConfig]:
+    """The planned runs of a pack, moved to the device the trial was given, computing what was planned:
+    the precision is pinned first (precision=auto resolves per device; a CPU-planned run would turn
+    into tf32 on a GPU, a new run_id and pack_id the plan never sees finish)."""
+    runs = [RunConfig.from_dict(d) for d in run_dicts]
+    return [r.replace(device=device, precision=r.effective_precision) if r.device != device else r for r in runs]
+
+
 def pack_trainable(config: dict, job: Job) -> None:
     """Train one pack: resume from Tune's checkpoint if any, report every checkpoint to Tune."""
     import ray
@@ -246,9 +254,8 @@ def pack_trainable(config: dict, job: Job) -> None:
     pid = config["pack_id"]
     if pid not in job.packs:
         raise SweepError(f"pack {pid} is not in this sweep's plan (was plan.json replaced?)")
-    runs = [RunConfig.from_dict(d) for d in job.packs[pid]]
     device = "cuda" if ray.get_gpu_ids() else "cpu"  # what this trial was given, whatever was planned
-    runs = [r.replace(device=device) if r.device != device else r for r in runs]
+    runs = trial_runs(job.packs[pid], device)
     cfg = runs[0]
     writer = ResultsWriter(job.results)
     done = writer.finished_rows(pid)
