@@ -501,7 +501,8 @@ class PackedOptimizer:
             "optimizer": self.optimizer,
             "momentum": self.momentum,
             "iterations": int(self.iterations),
-            "state": {name: {slot: t.detach().clone() for slot, t in slots.items()}
+            # a snapshot on the host: a clone on the device would double m and v there (GBs) for a moment
+            "state": {name: {slot: t.detach().to("cpu", copy=True) for slot, t in slots.items()}
                       for name, slots in self.state.items()},
         }
 
