@@ -110,7 +110,7 @@ def run_case(b: int, m: int, precision: str, compiled: bool, args, device: str) 
 def cases(args, device: str) -> list[tuple[int, int, str, bool]]:
     if args.tiny:
         return [(16, 1, "fp32", False), (16, 2, "fp32", False), (16, 2, "bf16", False), (16, 2, "fp32", True)]
-    dev = detect_device("cuda")
+    dev = detect_device("cuda", gpu_memory_gb=torch.cuda.get_device_properties(0).total_memory / 1e9)  # this GPU's
     out = []
     for compiled in (False, True):
         for b in (16, 128):

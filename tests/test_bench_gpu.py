@@ -51,3 +51,18 @@ def test_tiny_runs_the_benchmark_on_cpu_and_writes_the_table(bench, tmp_path, ca
             assert 0.5 < r["memory_ratio"] < 2.0 and math.isfinite(r["peak_gb"])
     # two runs hold about twice the state of one (the data is shared)
     assert rows[1]["peak_gb"] > rows[0]["peak_gb"] * 1.3
+
+
+def test_gpu_cases_plan_with_the_detected_gpu_memory(bench, monkeypatch):
+    # issue 17, finding 8: the benchmark planned its largest pack with detect_device("cuda"), i.e. an assumed
+    # 80 GB, on every GPU (an H200 has 141)
+    import argparse
+    import types
+    from tune_jobs.planner import Device, max_pack_size
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda *_: types.SimpleNamespace(total_memory=141e9, name="fake H200"))
+    args = argparse.Namespace(tiny=False, optimizer="adamw")
+    tops = {b: max(m for bb, m, _, _ in bench.cases(args, "cuda") if bb == b) for b in (16, 128)}
+    h200 = Device("cuda", "H200", 141.0)
+    for b, top in tops.items():
+        assert top == max_pack_size(RunConfig(batch_size=b, optimizer="adamw", device="cuda"), h200) > 32
