@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import initmem
 from initmem import metrics
 from initmem.config import RunConfig, check_pack, pack_id
-from initmem.data import Splits, augment, epoch_order, run_generators
+from initmem.data import Splits, augment, augment_draws, epoch_order, run_generators
 from initmem.models import build_model
 from initmem.optim import PackedOptimizer, schedule_factor
 from initmem.results import EPOCHS_SCHEMA, ResultsWriter
@@ -177,6 +177,9 @@ class PackTrainer:
         """One pass over each run's shuffled train split. Returns (train_loss, train_acc) per run."""
         cfg, b = self.cfg, self.cfg.batch_size
         order = epoch_order(self.n_train, self.data_gens).to(self.device)
+        if cfg.augment:   # the epoch's flips and crops, drawn and copied at once: no host -> device copy per step
+            sizes = [min(b, self.n_train - s * b) for s in range(self.steps_per_epoch)]
+            flips, offsets = (d.to(self.device) for d in augment_draws(self.data_gens, sizes))
         self.active_t.copy_(torch.from_numpy(self.active))
         self.model.active = self.active_t  # BN layers hold this tensor; the step narrows it in place
         self.loss_sum.zero_()
@@ -186,7 +189,7 @@ class PackTrainer:
             idx = order[:, s * b:(s + 1) * b]
             x, y = self.data.x_train[idx], self.data.y_train[idx]        # (M, B, 3, 32, 32), (M, B)
             if cfg.augment:
-                x = augment(x, self.data_gens)
+                x = augment(x, draws=(flips[:, s * b:(s + 1) * b], offsets[:, s * b:(s + 1) * b]))
             lr = self.lr0 * schedule_factor(self.step, self.total_steps, cfg.alpha, cfg.schedule)  # host, float64
             self._call_step(x, y, self.opt.hyper(lr, self.wd))           # (3, M) on the host
             self.step += 1

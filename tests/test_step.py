@@ -194,3 +194,20 @@ def test_compiled_step_is_one_graph_bit_identical_and_never_recompiles(data, opt
         for slot, st in comp.opt.state[name].items():
             assert torch.equal(st, eager.opt.state[name][slot]), (name, slot)
     torch._dynamo.reset()
+
+
+def test_augmentation_copies_nothing_host_to_device_per_step(data):
+    # issue 17, finding 6: augment() copied each step's flips and crop offsets host -> device with two
+    # blocking .to(device) (a stream drain each on CUDA). Here the pack's data sit on "meta", a device
+    # other than the generators' CPU, so every host -> device copy of an epoch is a crossing the counter sees.
+    from initmem.data import Splits
+    t = trainer(data, "sgd", 2, augment=True)
+    assert t.steps_per_epoch == 3
+    d = t.data
+    t.data = Splits(*(x.to("meta") for x in (d.x_train, d.y_train, d.x_val, d.y_val, d.x_test, d.y_test)))
+    t.device = torch.device("meta")
+    t._call_step = lambda x, y, hparams: None          # the batches, not the step
+    c = OpCounter()
+    with c:
+        t.train_epoch()
+    assert len(c.crossings) <= 3, c.crossings           # per epoch: the order, the flips, the offsets
