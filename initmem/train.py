@@ -122,7 +122,7 @@ class PackTrainer:
             for x in self.opt.persistent_tensors() + [self.active_t, self.loss_sum, self.correct]:
                 dynamo.mark_static_address(x)
             self.forward = torch.compile(self.model, **kw)   # evaluation
-            self.step_fn = torch.compile(self.train_step, fullgraph=True, **kw)  # the whole step, one graph
+            self.step_fn = torch.compile(self.graph_step, fullgraph=True, **kw)  # the whole step, one graph
         self.data_gens = run_generators([r.seed for r in runs], stream=1)
 
         self.epoch, self.step, self.wall = 0, 0, 0.0
@@ -150,23 +150,39 @@ class PackTrainer:
         non-finite are frozen (active_t) before the update; train loss and correct counts accumulate
         into loss_sum / correct.  Autograd differentiates the cross-entropy only: the L2 term's value
         is opt.kernel_penalty() and its gradient is added by the optimizer (no autograd op per kernel)."""
+        self._step(x, y, self.params, self.opt.v)
+
+    def graph_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """train_step as torch.compile traces it, bit for bit the same arithmetic: the parameters (as
+        leaves that share the weights' buffer, like the model's own) and every view the optimizer uses
+        are made here, inside the graph, from the optimizer's flat buffers. The graph's inputs are then
+        the buffers, the model's buffers and the batch, none aliasing another: AOT autograd would merge
+        aliased mutated inputs into synthetic bases without their static marks, and CUDA graphs would
+        skip the step (tests/test_step.py reads the compiled graph's input metadata)."""
+        params = [p.detach().requires_grad_() for p in self.opt.param_views()]
+        self._step(x, y, params, self.opt.views())
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], views) -> None:
         with self.autocast():
-            logits = self.model(x)
+            if params is self.params:
+                logits = self.model(x)
+            else:   # the model with these tensors as its parameters
+                logits = torch.func.functional_call(self.model, dict(zip(self.opt.names, params)), (x,))
         logits = logits.to(self.dtype)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.m, -1).mean(1)
-        grads = list(torch.autograd.grad(ce.sum(), self.params))               # runs share no parameter
+        grads = list(torch.autograd.grad(ce.sum(), params))                    # runs share no parameter
         with torch.no_grad():
-            loss = ce + self.opt.kernel_penalty() if self.has_l2 else ce       # (M,) Keras loss per run
+            loss = ce + self.opt.kernel_penalty(views) if self.has_l2 else ce  # (M,) Keras loss per run
             finite = torch.isfinite(loss)
             self.active_t.logical_and_(finite)                                 # freeze at the last finite state
-            self.opt.update(grads, None, self.active_t)
+            self.opt.update(grads, None, self.active_t, views)
             self.loss_sum.add_(torch.where(finite, loss.double(), torch.nan) * y.shape[1])
             self.correct.add_((logits.argmax(-1) == y).sum(1))
 
     def _call_step(self, x, y, hparams) -> None:
         """hparams: (3, M) from PackedOptimizer.hyper, on the host."""
         self.opt.load_hyper(hparams)
-        if self.step_fn is self.train_step:
+        if not self.cfg.compile:
             self.step_fn(x, y)
         else:   # Dynamo traces torch.autograd.grad only with this switch on
             with torch._dynamo.config.patch(trace_autograd_ops=True):
