@@ -116,6 +116,9 @@ class PackTrainer:
         if self.cfg.compile:
             cuda = self.device.type == "cuda"
             kw = {"backend": compile_backend} if compile_backend else {"mode": "reduce-overhead" if cuda else "default"}
+            # static shapes: the last partial batch gets a graph of its own (made once, in epoch 1), where
+            # automatic dynamic shapes would make the batch size symbolic for every later step
+            kw["dynamic"] = False
             import torch._dynamo as dynamo
             # tensors the step mutates in place live at fixed addresses: CUDA graphs replay on them
             # instead of copying them in (and skipping capture for mutated inputs)

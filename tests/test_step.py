@@ -245,3 +245,32 @@ def test_compiled_step_inputs_are_static_for_cuda_graphs(data, optimizer, l2):
     r = records[0]
     assert r["mutated"] and r["mutated"] <= r["static"], r
     assert r["inputs"] - len(r["static"]) == 2, r            # only x and y are copied in by a CUDA graph
+
+
+def test_a_partial_last_batch_gets_its_own_static_graph_and_never_makes_shapes_symbolic():
+    # issue 17, finding 4: 40 images at b = 16 leave a last batch of 8. The second shape recompiled, and
+    # automatic dynamic shapes made the batch dimension symbolic: every later step then ran the symbolic
+    # graph. Compiled with dynamic=False: one static graph per batch shape, both made in epoch 1, none after.
+    import torch._dynamo
+    from torch._dynamo.backends.debugging import aot_eager
+    torch._dynamo.reset()
+    graphs = []
+
+    def recording(gm, example_inputs):
+        graphs.append(any(isinstance(a, torch.SymInt) or (isinstance(a, torch.Tensor) and any(
+            isinstance(d, torch.SymInt) for d in a.shape)) for a in example_inputs))
+        return aot_eager(gm, example_inputs)
+    data40 = load_splits("synthetic", train_subset=40, eval_subset=16)
+    runs = [RunConfig(dataset="synthetic", train_subset=40, eval_subset=16, batch_size=16, width=1 / 16, epochs=2,
+                      optimizer="adam", seed=i, precision="fp64", compile=True) for i in range(2)]
+    comp = PackTrainer(runs, data40, compile_backend=recording)
+    eager = PackTrainer([r.replace(compile=False) for r in runs], data40)
+    assert comp.steps_per_epoch == 3
+    np.testing.assert_array_equal(comp.train_epoch()[0], eager.train_epoch()[0])
+    assert graphs == [False, False]                        # b = 16 and b = 8, both static
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        np.testing.assert_array_equal(comp.train_epoch()[0], eager.train_epoch()[0])
+    assert len(graphs) == 2
+    for p, q in zip(comp.params, eager.params):
+        assert torch.equal(p, q)
+    torch._dynamo.reset()
