@@ -334,6 +334,17 @@ class PackTrainer:
         os.replace(tmp, folder / CHECKPOINT_FILE)  # atomic: a reader sees the old or the new file
 
 
+def release_compiled() -> None:
+    """Forget this process's compiled graphs and free their CUDA graph pools (torch._dynamo.reset does
+    both), then return the cached blocks to the device. Every PackTrainer compiles the same code
+    objects: packs of other shapes trained one after another in one process (a reused Ray worker)
+    would otherwise add cache entries until fullgraph=True fails at the recompile limit (8), and keep
+    each pack's CUDA graph pool."""
+    torch._dynamo.reset()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def _fmt(values: np.ndarray) -> str:
     return " ".join(f"{v:.3f}" for v in values)
 
@@ -342,12 +353,13 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
                checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
                on_checkpoint: Callable[[int, Path], None] | None = None,
                log: Callable[[str], None] | None = print,
-               stop_after_epoch: int | None = None) -> list[dict]:
+               stop_after_epoch: int | None = None, compile_backend=None) -> list[dict]:
     """Train one pack to the end (or to stop_after_epoch); return its runs-table rows.
 
     results: a results root (path/URI) or a ResultsWriter; None keeps everything in memory.
     checkpoint_dir: resumed from when it holds a checkpoint; written every `checkpoint_every`
     epochs and at the end. stop_after_epoch: return after that epoch (rows say status=running).
+    compile_backend: see PackTrainer (tests and bench/gpu_checks.py --cpu pass "aot_eager").
     """
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every={checkpoint_every!r} is not allowed: an integer >= 1")
@@ -358,54 +370,58 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
         if done:
             log(f"[{pack_id(runs)}] already finished in {writer.root_uri}: not retrained")
             return done
-    t = PackTrainer(runs, data)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    t = PackTrainer(runs, data, compile_backend)
+    try:
+        ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
-    if ckpt_dir is not None and t.resume(ckpt_dir):
-        log(f"[{t.pack_id}] resumed at epoch {t.epoch} from {ckpt_dir}")
-    if writer is not None:
-        dropped = writer.drop_epochs_after(t.pack_id, t.written_epoch)  # leftovers of a dead attempt
-        if dropped:
-            log(f"[{t.pack_id}] removed {len(dropped)} epochs file(s) written after the checkpoint")
-        if t.written_epoch < 0:
-            writer.write_runs(t.pack_id, t.run_rows(finished=False))
-
-    def checkpoint() -> None:
+        if ckpt_dir is not None and t.resume(ckpt_dir):
+            log(f"[{t.pack_id}] resumed at epoch {t.epoch} from {ckpt_dir}")
         if writer is not None:
-            writer.write_epochs(t.pack_id, t.epoch_rows(after=t.written_epoch))
-        t.written_epoch = t.epoch
-        if ckpt_dir is not None:
-            t.save(ckpt_dir)
-        if on_checkpoint is not None:
-            on_checkpoint(t.epoch, ckpt_dir)
+            dropped = writer.drop_epochs_after(t.pack_id, t.written_epoch)  # leftovers of a dead attempt
+            if dropped:
+                log(f"[{t.pack_id}] removed {len(dropped)} epochs file(s) written after the checkpoint")
+            if t.written_epoch < 0:
+                writer.write_runs(t.pack_id, t.run_rows(finished=False))
 
-    cfg = t.cfg
-    if t.epoch == 0 and not t.history[0]["epoch"]:
-        start = time.perf_counter()
-        loss0, acc0 = evaluate(t.forward, t.data.x_train, t.data.y_train, t.m, t.autocast)  # before any update
-        t.record(0, loss0.cpu().numpy() + t._penalty().cpu().numpy(), acc0.cpu().numpy(), start)
-        log(f"[{t.pack_id}] {t.m} run(s) {cfg.arch} x{cfg.width:g} {cfg.norm} {cfg.optimizer} b={cfg.batch_size} "
-            f"{cfg.epochs} ep, {t.n_params:,} params/run, {cfg.device} {cfg.effective_precision}; "
-            f"epoch 0 val_acc {_fmt(np.array([h['val_acc'][0] for h in t.history]))}")
+        def checkpoint() -> None:
+            if writer is not None:
+                writer.write_epochs(t.pack_id, t.epoch_rows(after=t.written_epoch))
+            t.written_epoch = t.epoch
+            if ckpt_dir is not None:
+                t.save(ckpt_dir)
+            if on_checkpoint is not None:
+                on_checkpoint(t.epoch, ckpt_dir)
 
-    while t.epoch < cfg.epochs and t.active.any():
-        if stop_after_epoch is not None and t.epoch >= stop_after_epoch:
-            break
-        start = time.perf_counter()
-        train_loss, train_acc = t.train_epoch()
-        t.epoch += 1
-        t.record(t.epoch, train_loss, train_acc, start)
-        t.update_fates(t.epoch)
-        last = t.epoch == cfg.epochs or not t.active.any()
-        val = np.array([h["val_acc"][-1] if h["epoch"] and h["epoch"][-1] == t.epoch else np.nan
-                        for h in t.history])
-        log(f"[{t.pack_id}] epoch {t.epoch}/{cfg.epochs} {time.perf_counter() - start:.1f}s "
-            f"train_loss {_fmt(train_loss)} val_acc {_fmt(val)} active {int(t.active.sum())}/{t.m}")
-        if last or t.epoch % checkpoint_every == 0 or t.epoch == stop_after_epoch:
-            checkpoint()
+        cfg = t.cfg
+        if t.epoch == 0 and not t.history[0]["epoch"]:
+            start = time.perf_counter()
+            loss0, acc0 = evaluate(t.forward, t.data.x_train, t.data.y_train, t.m, t.autocast)  # before any update
+            t.record(0, loss0.cpu().numpy() + t._penalty().cpu().numpy(), acc0.cpu().numpy(), start)
+            log(f"[{t.pack_id}] {t.m} run(s) {cfg.arch} x{cfg.width:g} {cfg.norm} {cfg.optimizer} b={cfg.batch_size} "
+                f"{cfg.epochs} ep, {t.n_params:,} params/run, {cfg.device} {cfg.effective_precision}; "
+                f"epoch 0 val_acc {_fmt(np.array([h['val_acc'][0] for h in t.history]))}")
 
-    finished = t.epoch == cfg.epochs or not t.active.any()
-    rows = t.run_rows(finished=finished)
-    if writer is not None:
-        writer.write_runs(t.pack_id, rows)
-    return rows
+        while t.epoch < cfg.epochs and t.active.any():
+            if stop_after_epoch is not None and t.epoch >= stop_after_epoch:
+                break
+            start = time.perf_counter()
+            train_loss, train_acc = t.train_epoch()
+            t.epoch += 1
+            t.record(t.epoch, train_loss, train_acc, start)
+            t.update_fates(t.epoch)
+            last = t.epoch == cfg.epochs or not t.active.any()
+            val = np.array([h["val_acc"][-1] if h["epoch"] and h["epoch"][-1] == t.epoch else np.nan
+                            for h in t.history])
+            log(f"[{t.pack_id}] epoch {t.epoch}/{cfg.epochs} {time.perf_counter() - start:.1f}s "
+                f"train_loss {_fmt(train_loss)} val_acc {_fmt(val)} active {int(t.active.sum())}/{t.m}")
+            if last or t.epoch % checkpoint_every == 0 or t.epoch == stop_after_epoch:
+                checkpoint()
+
+        finished = t.epoch == cfg.epochs or not t.active.any()
+        rows = t.run_rows(finished=finished)
+        if writer is not None:
+            writer.write_runs(t.pack_id, rows)
+        return rows
+    finally:
+        if t.cfg.compile:   # a reused worker process trains other packs next
+            release_compiled()

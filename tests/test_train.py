@@ -228,3 +228,24 @@ def test_resume_reads_the_checkpoint_to_the_cpu_whatever_the_device(data, tmp_pa
         for slot, v in slots.items():
             assert torch.equal(resumed.opt.state[name][slot], v)
     assert not PackTrainer(runs, data).resume(tmp_path / "empty")
+
+
+@pytest.mark.slow   # ~20-30 s on 2 loaded cores: six compilations
+def test_compiled_packs_one_after_another_in_one_process(data, tmp_path):
+    # issue 17, finding 5: every PackTrainer compiles the same graph_step code object, so packs of other
+    # shapes trained in one process (a reused Ray worker) add cache entries (two each here: a full and a
+    # partial batch) until fullgraph=True fails with FailOnRecompileLimitHit (limit 8; 2 here, to see it
+    # with three packs), and their CUDA graph pools are never freed. train_pack resets dynamo at its end.
+    import torch._dynamo
+    from torch._dynamo.backends.debugging import aot_eager
+    torch._dynamo.reset()
+    data40 = load_splits("synthetic", train_subset=40, eval_subset=24)
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for m in (1, 2, 3):
+            runs = [tiny(train_subset=40, epochs=1, seed=10 * m + k, compile=True) for k in range(m)]
+            rows = train_pack(runs, data40, log=None, compile_backend=aot_eager)
+            ref = train_pack([r.replace(compile=False) for r in runs], data40, log=None)
+            for a, b in zip(rows, ref):
+                assert a["status"] == "completed"
+                assert a["val_loss_best"] == b["val_loss_best"] and a["test_acc"] == b["test_acc"]
+    torch._dynamo.reset()
