@@ -32,12 +32,12 @@ import initmem
 from initmem import metrics
 from initmem.config import RunConfig, check_pack, pack_id
 from initmem.data import Splits, augment, augment_draws, epoch_order, run_generators
+from initmem.memory import eval_chunk
 from initmem.models import build_model
 from initmem.optim import PackedOptimizer, schedule_factor
 from initmem.results import EPOCHS_SCHEMA, ResultsWriter
 
 CHECKPOINT_FILE = "state.pt"
-EVAL_BATCH = 1000  # images per inference chunk (per run)
 HISTORY_KEYS = tuple(n for n in EPOCHS_SCHEMA.names if n != "run_id")  # one list per epochs column
 
 
@@ -61,16 +61,24 @@ def setup_precision(cfg: RunConfig) -> tuple[torch.dtype, Callable]:
 
 
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, n_runs: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and accuracy per run in inference mode; the same images for every run."""
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, n_runs: int, autocast, chunk: int,
+             pad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy per run in inference mode; the same images for every run, `chunk`
+    images at a time (initmem.memory.eval_chunk: what the device holds). pad: the last chunk is padded
+    with zero images to `chunk` (one input shape for a compiled forward; the padding's outputs are
+    dropped: in inference mode an image's outputs do not depend on the others)."""
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk!r} is not allowed: an integer >= 1 (images per forward)")
     model.eval()
     loss = torch.zeros(n_runs, dtype=torch.float64, device=x.device)
     correct = torch.zeros(n_runs, dtype=torch.float64, device=x.device)
-    for i in range(0, len(y), EVAL_BATCH):
-        xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+    for i in range(0, len(y), chunk):
+        xb, yb = x[i:i + chunk], y[i:i + chunk]
+        if pad and len(yb) < chunk:
+            xb = torch.cat([xb, xb.new_zeros((chunk - len(yb), *xb.shape[1:]))])
         with autocast():
             logits = model(xb.unsqueeze(0).expand(n_runs, *xb.shape))
-        logits = logits.to(x.dtype)  # bf16 autocast logits -> fp32 for the loss
+        logits = logits[:, :len(yb)].to(x.dtype)  # bf16 autocast logits -> fp32 for the loss
         ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(n_runs), reduction="none").view(n_runs, -1)
         loss += ce.sum(1).double()
         correct += (logits.argmax(-1) == yb).sum(1).double()
@@ -95,6 +103,7 @@ class PackTrainer:
             raise ValueError(f"data has {self.n_train} train images but the config expects {self.cfg.n_train} "
                              f"(train_subset={self.cfg.train_subset}); load the data with the same subset")
         self.steps_per_epoch, self.total_steps = self.cfg.steps_per_epoch, self.cfg.total_steps
+        self.eval_chunk = eval_chunk(self.cfg, self.m)   # images per evaluation forward (the memory model)
 
         self.lr0 = np.array([r.lr0 for r in runs], dtype=np.float64)  # the schedule is computed in double, on the host
         vec = (lambda key: torch.tensor([getattr(r, key) for r in runs], dtype=torch.float64, device=self.device))
@@ -138,6 +147,10 @@ class PackTrainer:
         self.written_epoch = -1  # last epoch already in the Parquet
 
     # --- one epoch ---------------------------------------------------------------------------
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """evaluate() of this pack's forward on one split, in the pack's chunks (padded when compiled)."""
+        return evaluate(self.forward, x, y, self.m, self.autocast, self.eval_chunk, pad=self.cfg.compile)
+
     @torch.no_grad()
     def _penalty(self) -> torch.Tensor:
         """Keras L2 penalty per run at the current weights (for reported losses)."""
@@ -219,8 +232,8 @@ class PackTrainer:
         """Evaluate val/test, append one history row per run that was active this epoch.
         `started` is the perf_counter at the start of the epoch: wall time includes evaluation."""
         d = self.data
-        val_raw, val_acc = evaluate(self.forward, d.x_val, d.y_val, self.m, self.autocast)
-        test_raw, test_acc = evaluate(self.forward, d.x_test, d.y_test, self.m, self.autocast)
+        val_raw, val_acc = self.evaluate(d.x_val, d.y_val)
+        test_raw, test_acc = self.evaluate(d.x_test, d.y_test)
         pen, norms = self._penalty(), metrics.kernel_norms(self.kernels)  # both without autograd
         val_raw, val_acc, test_raw, test_acc, pen, norms = (
             t.cpu().numpy() for t in (val_raw, val_acc, test_raw, test_acc, pen, norms))
@@ -395,7 +408,7 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
         cfg = t.cfg
         if t.epoch == 0 and not t.history[0]["epoch"]:
             start = time.perf_counter()
-            loss0, acc0 = evaluate(t.forward, t.data.x_train, t.data.y_train, t.m, t.autocast)  # before any update
+            loss0, acc0 = t.evaluate(t.data.x_train, t.data.y_train)  # before any update
             t.record(0, loss0.cpu().numpy() + t._penalty().cpu().numpy(), acc0.cpu().numpy(), start)
             log(f"[{t.pack_id}] {t.m} run(s) {cfg.arch} x{cfg.width:g} {cfg.norm} {cfg.optimizer} b={cfg.batch_size} "
                 f"{cfg.epochs} ep, {t.n_params:,} params/run, {cfg.device} {cfg.effective_precision}; "
