@@ -6,6 +6,7 @@
 Layout under a results root:
     runs/<pack_id>.parquet                    one row per run of the pack, replaced whole
     epochs/<pack_id>/e<first>-<last>.parquet  one row per run per epoch for epochs first..last
+    replanned/<pack_id>/                      a pack replaced by smaller packs (set_aside; not read)
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file. A pack
 writes the epochs since its last checkpoint, then the checkpoint; on resume from epoch k it calls
@@ -82,6 +83,7 @@ SUMMARY_FIELDS = [
 ]
 RUNS_SCHEMA = pa.schema(SUMMARY_FIELDS[:1] + CONFIG_FIELDS + SUMMARY_FIELDS[1:])
 STATUSES = ("running", "completed", "early_stopped", "diverged")
+REPLANNED_DIR = "replanned"   # under a root: the files of packs replaced by smaller ones (not read)
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -157,6 +159,24 @@ class ResultsWriter:
             elif ".tmp-" in name:
                 self.fs.delete_file(info.path)
         return dropped
+
+    def set_aside(self, pack: str) -> list[str]:
+        """Move a pack's runs file and epochs files to replanned/<pack>/ (runs.parquet, epochs/...), out of
+        what the readers read: for a pack replaced by smaller packs, which recompute its epochs.
+        Returns the new paths."""
+        dest = f"{self.root}/{REPLANNED_DIR}/{pack}"
+        moves = [(f"{self.root}/runs/{pack}.parquet", f"{dest}/runs.parquet")]
+        moves += [(i.path, f"{dest}/epochs/{posixpath.basename(i.path)}") for i in self._list(f"{self.root}/epochs/{pack}")]
+        moved = []
+        for src, dst in moves:
+            if self.fs.get_file_info(src).type == pafs.FileType.NotFound:
+                continue
+            self.fs.create_dir(posixpath.dirname(dst), recursive=True)
+            self.fs.move(src, dst)
+            moved.append(dst)
+        if self.fs.get_file_info(f"{self.root}/epochs/{pack}").type == pafs.FileType.Directory:
+            self.fs.delete_dir(f"{self.root}/epochs/{pack}")
+        return moved
 
     def _list(self, folder: str) -> list[pafs.FileInfo]:
         info = self.fs.get_file_info(folder)

@@ -31,7 +31,7 @@ import heapq
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Sequence
 
@@ -155,6 +155,7 @@ class Plan:
     device: Device
     max_pack_size: int | None    # explicit cap, None = from the device per group
     description: str = ""
+    replaced: dict[str, list[str]] = field(default_factory=dict)  # pack id -> the ids it was split into
 
     @cached_property
     def pack_ids(self) -> list[str]:
