@@ -213,22 +213,8 @@ def test_augmentation_copies_nothing_host_to_device_per_step(data):
     assert len(c.crossings) <= 3, c.crossings           # per epoch: the order, the flips, the offsets
 
 
-def static_input_probe(records: list):
-    """A torch.compile backend: AOT autograd as inductor runs it (input mutations kept in the graph), no
-    code generation; it records the forward metadata's inputs, the mutated ones and those marked static
-    (fw_metadata.static_input_indices: what inductor's CUDA-graph check reads as static_input_idxs)."""
-    from torch._dynamo.backends.common import aot_autograd
-
-    def fw(gm, example_inputs):
-        meta = torch._guards.TracingContext.try_get().fw_metadata
-        records.append({"inputs": len(meta.input_info), "static": set(meta.static_input_indices),
-                        "mutated": {i for i, info in enumerate(meta.input_info) if info.mutates_data}})
-        return gm
-    return aot_autograd(fw_compiler=fw, keep_inference_input_mutations=True)
-
-
 @pytest.mark.parametrize("optimizer, l2", (("adamw", 5e-4), ("muon_conv", 0.0)))
-def test_compiled_step_inputs_are_static_for_cuda_graphs(data, optimizer, l2):
+def test_compiled_step_inputs_are_static_for_cuda_graphs(data, optimizer, l2, bench_script):
     # issue 17, finding 3: the step read cached views of the flat buffers and parameters sharing their
     # storage; AOT autograd merged those aliased, mutated inputs into synthetic bases that carry no static
     # index (seen: 37 inputs, 27 mutated, 0 static), and inductor's CUDA graphs skip a graph that mutates a
@@ -238,7 +224,8 @@ def test_compiled_step_inputs_are_static_for_cuda_graphs(data, optimizer, l2):
     records: list = []
     runs = [RunConfig(dataset="synthetic", train_subset=48, eval_subset=16, batch_size=16, width=1 / 16,
                       optimizer=optimizer, seed=i, l2=l2 * i, epochs=1, compile=True) for i in range(2)]
-    t = PackTrainer(runs, data, compile_backend=static_input_probe(records))
+    # AOT autograd as inductor runs it, no code generation: records each graph's forward metadata
+    t = PackTrainer(runs, data, compile_backend=bench_script("gpu_checks").static_input_probe(records))
     t.train_epoch()
     torch._dynamo.reset()
     assert len(records) == 1, records                       # one graph for the epoch's three steps

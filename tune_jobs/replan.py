@@ -48,6 +48,20 @@ def out_of_memory_message(pid: str, runs: Sequence[RunConfig], err: BaseExceptio
     return what + f"; the driver re-plans it into {len(halves)} packs of {' and '.join(map(str, halves))} runs"
 
 
+def train_or_out_of_memory(train_fn: Callable, pid: str, runs: Sequence[RunConfig], data, **kw) -> tuple[list | None, str | None]:
+    """(train_fn(runs, data, **kw), None), or (None, the message) when the pack ran out of memory
+    (torch.OutOfMemoryError, CUDA's included), after freeing what the attempt held. The trainable
+    (tune_jobs/runner.py) and bench/gpu_checks.py train packs through it."""
+    import torch
+    message = None
+    try:
+        return train_fn(runs, data, **kw), None
+    except torch.OutOfMemoryError as e:
+        message = out_of_memory_message(pid, runs, e)
+    release_device_memory()      # outside the except: its traceback, and the attempt's tensors, are gone
+    return None, message
+
+
 def release_device_memory() -> None:
     """After an out-of-memory error: collect what the failed attempt left, and return the allocator's
     cached blocks to the device (a reused worker process trains another pack next)."""

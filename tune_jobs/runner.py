@@ -55,8 +55,7 @@ from tune_jobs.cluster import check_shared_storage, connect_ray  # noqa: E402
 from tune_jobs.progress import ProgressLine, progress_callback  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
                                make_plan, pack_labels)
-from tune_jobs.replan import (cap_unstarted_packs, out_of_memory_message, release_device_memory,  # noqa: E402
-                              replan_out_of_memory)
+from tune_jobs.replan import cap_unstarted_packs, replan_out_of_memory, train_or_out_of_memory  # noqa: E402
 
 DEFAULT_STORAGE = "./results"
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -292,14 +291,10 @@ def pack_trainable(config: dict, job: Job) -> None:
                          "elapsed_s": time.time() - start},
                         checkpoint=tune.Checkpoint.from_directory(str(directory)))
 
-        out_of_memory = None
-        try:
-            rows = train_fn(runs, data, results=writer, checkpoint_dir=ckpt_dir, checkpoint_every=every,
-                            on_checkpoint=on_checkpoint, log=print if job.verbose else None)
-        except torch.OutOfMemoryError as e:  # CUDA's included: end with a clear result, not a retried error
-            out_of_memory = out_of_memory_message(pid, runs, e)
-        if out_of_memory is not None:        # (outside the except: the traceback, and the pack, are gone)
-            release_device_memory()
+        rows, out_of_memory = train_or_out_of_memory(
+            train_fn, pid, runs, data, results=writer, checkpoint_dir=ckpt_dir, checkpoint_every=every,
+            on_checkpoint=on_checkpoint, log=print if job.verbose else None)
+        if out_of_memory is not None:  # a clear result, not an error Tune would retry as it is
             print(f"[{pid}] {out_of_memory}", flush=True)
             tune.report({"runs": len(runs), "out_of_memory": out_of_memory})   # the driver re-plans the pack
             return
