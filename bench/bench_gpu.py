@@ -10,8 +10,9 @@ loop itself: batch indexing, step, update; no evaluation), then prints one table
 
   step ms, images/s (all runs), achieved TFLOP/s (3 x the planner's forward FLOPs per trained
   image), MFU (against --peak-tflops, default the planner's datasheet peak for the precision),
-  peak memory (torch.cuda.max_memory_allocated; on CPU the profiler's tensor allocations) beside
-  the planner's prediction (data + M x run_memory_bytes), and their ratio.
+  peak memory of the epoch and of one evaluation chunk as a full-size pack evaluates
+  (torch.cuda.max_memory_allocated; on CPU the profiler's tensor allocations) beside the planner's
+  prediction (data + M x run_memory_bytes, initmem/memory.py), and their ratio.
 
 A case that runs out of memory is a row saying so; cases past --max-seconds are skipped and
 listed. The JSON (--out) holds the rows and the device. Expected time: under 8 minutes on one
@@ -34,9 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from initmem.config import RunConfig  # noqa: E402
 from initmem.data import synthetic_splits  # noqa: E402
+from initmem.memory import eval_chunk  # noqa: E402
 from initmem.train import PackTrainer  # noqa: E402
-from tune_jobs.planner import (CPU_CORE_PEAK_GFLOPS, GPU_PEAK_TFLOPS, data_bytes, detect_device,  # noqa: E402
-                               forward_flops, max_pack_size, run_memory_bytes)
+from initmem.memory import data_bytes, run_memory_bytes  # noqa: E402
+from tune_jobs.planner import (CPU_CORE_PEAK_GFLOPS, GPU_PEAK_TFLOPS, detect_device,  # noqa: E402
+                               forward_flops, max_pack_size)
 
 
 def cpu_peak_bytes(fn) -> tuple[object, float]:
@@ -69,12 +72,13 @@ def resident_bytes(t: PackTrainer) -> float:
 
 def run_case(b: int, m: int, precision: str, compiled: bool, args, device: str) -> dict:
     n_train = b * args.steps
-    runs = [RunConfig(dataset="synthetic", train_subset=n_train, eval_subset=16, batch_size=b, epochs=2,
-                      width=args.width, optimizer=args.optimizer, precision=precision, device=device,
-                      compile=compiled, channels_last=args.channels_last and device == "cuda",
-                      sigma_w=0.5 + 0.01 * i, seed=i) for i in range(m)]
+    kw = dict(batch_size=b, width=args.width, optimizer=args.optimizer, precision=precision, device=device,
+              compile=compiled, channels_last=args.channels_last and device == "cuda")
+    n_eval = eval_chunk(RunConfig(**kw), m)     # one evaluation chunk of a full-size sweep's pack
+    runs = [RunConfig(dataset="synthetic", train_subset=n_train, eval_subset=n_eval, epochs=2,
+                      sigma_w=0.5 + 0.01 * i, seed=i, **kw) for i in range(m)]
     cfg = runs[0]
-    data = synthetic_splits(n_train, 16)
+    data = synthetic_splits(n_train, n_eval)
     t = PackTrainer(runs, data, compile_backend=args.backend if device == "cpu" and compiled else None)
     warm_steps = min(args.warmup, args.steps)
     t.steps_per_epoch = warm_steps            # warm-up: compilation, CUDA graph capture, cuDNN autotune
@@ -89,10 +93,12 @@ def run_case(b: int, m: int, precision: str, compiled: bool, args, device: str) 
     if cuda:
         torch.cuda.synchronize()
     sec = (time.perf_counter() - start) / args.steps
-    if cuda:
+    if cuda:   # the epoch's evaluation (one chunk; with compile, its CUDA graph) counts in the peak too
+        t.evaluate(t.data.x_val, t.data.y_val)
+        torch.cuda.synchronize()
         peak = float(torch.cuda.max_memory_allocated())
-    elif not compiled:   # a second epoch under the profiler (its overhead is not in the timing)
-        _, extra = cpu_peak_bytes(t.train_epoch)
+    elif not compiled:   # a second epoch and an evaluation under the profiler (not in the timing)
+        _, extra = cpu_peak_bytes(lambda: (t.train_epoch(), t.evaluate(t.data.x_val, t.data.y_val)))
         peak = resident_bytes(t) + extra
     else:                # the profiler does not see inside a compiled graph's memory planning
         peak = float("nan")
@@ -110,7 +116,7 @@ def run_case(b: int, m: int, precision: str, compiled: bool, args, device: str) 
 def cases(args, device: str) -> list[tuple[int, int, str, bool]]:
     if args.tiny:
         return [(16, 1, "fp32", False), (16, 2, "fp32", False), (16, 2, "bf16", False), (16, 2, "fp32", True)]
-    dev = detect_device("cuda")
+    dev = detect_device("cuda", gpu_memory_gb=torch.cuda.get_device_properties(0).total_memory / 1e9)  # this GPU's
     out = []
     for compiled in (False, True):
         for b in (16, 128):

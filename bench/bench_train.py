@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from initmem.config import RunConfig
 from initmem.data import load_splits
-from initmem.train import PackTrainer, evaluate
+from initmem.memory import EVAL_CHUNK_CPU
+from initmem.train import PackTrainer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg75.npz"
 B, TRAIN, EVAL = 128, 40_000, 10_000
@@ -49,12 +50,12 @@ def time_initmem(m: int, data, steps: int, width: float) -> tuple[float, float]:
     runs = [RunConfig(width=width, batch_size=B, train_subset=B * steps, sigma_w=0.5 + i) for i in range(m)]
     t = PackTrainer(runs, data)
     t.train_epoch()  # warm-up: oneDNN primitives and allocations of the first call are not timed
-    evaluate(t.model, t.data.x_val, t.data.y_val, m, t.autocast)
+    t.evaluate(t.data.x_val, t.data.y_val)
     a = time.perf_counter()
     t.train_epoch()
     b = time.perf_counter()
-    evaluate(t.model, t.data.x_val, t.data.y_val, m, t.autocast)
-    evaluate(t.model, t.data.x_test, t.data.y_test, m, t.autocast)
+    t.evaluate(t.data.x_val, t.data.y_val)
+    t.evaluate(t.data.x_test, t.data.y_test)
     return b - a, time.perf_counter() - b
 
 
@@ -79,8 +80,8 @@ def time_bare(m: int, data, steps: int, width: float) -> tuple[float, float]:
         for net in models:
             net.eval()
             for x, y in splits:
-                for i in range(0, len(y), 1000):
-                    F.cross_entropy(net(x[i:i + 1000]), y[i:i + 1000])
+                for i in range(0, len(y), EVAL_CHUNK_CPU):       # initmem's chunks on CPU
+                    F.cross_entropy(net(x[i:i + EVAL_CHUNK_CPU]), y[i:i + EVAL_CHUNK_CPU])
 
     train()  # warm-up, as for initmem
     infer([(d.x_val, d.y_val)])
@@ -98,7 +99,7 @@ def profile(m: int, data, steps: int, width: float, rows: int = 12) -> None:
     runs = [RunConfig(width=width, batch_size=B, train_subset=B * steps, sigma_w=0.5 + i) for i in range(m)]
     t = PackTrainer(runs, data)
     t.train_epoch()
-    evaluate(t.model, t.data.x_val, t.data.y_val, m, t.autocast)
+    t.evaluate(t.data.x_val, t.data.y_val)
     d = data.to("cpu", torch.float32)
     nets = [bare_resnet9(width) for _ in range(m)]
     for net in nets:
@@ -106,12 +107,13 @@ def profile(m: int, data, steps: int, width: float, rows: int = 12) -> None:
         F.cross_entropy(net(d.x_train[:B]), d.y_train[:B]).backward()
     parts = {
         f"initmem M={m} train ({steps} steps)": t.train_epoch,
-        f"initmem M={m} val inference": lambda: evaluate(t.model, t.data.x_val, t.data.y_val, m, t.autocast),
+        f"initmem M={m} val inference": lambda: t.evaluate(t.data.x_val, t.data.y_val),
         f"bare x{m} train ({steps} steps)": lambda: [F.cross_entropy(net(d.x_train[s * B:(s + 1) * B]),
                                                                      d.y_train[s * B:(s + 1) * B]).backward()
                                                      for net in nets for s in range(steps)],
-        f"bare x{m} val inference": lambda: [F.cross_entropy(net.eval()(d.x_val[i:i + 1000]), d.y_val[i:i + 1000])
-                                             for net in nets for i in range(0, len(d.y_val), 1000)],
+        f"bare x{m} val inference": lambda: [F.cross_entropy(net.eval()(d.x_val[i:i + EVAL_CHUNK_CPU]),
+                                                             d.y_val[i:i + EVAL_CHUNK_CPU])
+                                             for net in nets for i in range(0, len(d.y_val), EVAL_CHUNK_CPU)],
     }
     for name, fn in parts.items():
         grad = torch.no_grad() if "inference" in name else torch.enable_grad()

@@ -36,7 +36,8 @@ class ModelSpec:
     one run (a callable or a "module:attribute" reference). conv_layers: (width, (C, H, W)) ->
     ([(c_in, c_out, output side)], features) for the analytic cost of 3x3-conv nets; flops: (cfg) ->
     forward FLOPs per image when declared; batchnorm: whether a plain model holds BatchNorm (None:
-    found out by building it)."""
+    found out by building it); eval_per_widest: inference peak per image in units of the widest layer
+    output (initmem.memory; measured for the ResNets, 2.5 assumed for a plain model)."""
     name: str
     build: Callable | str
     packed: bool
@@ -44,6 +45,7 @@ class ModelSpec:
     conv_layers: Callable | None = None
     flops: Callable | None = None
     batchnorm: bool | None = None
+    eval_per_widest: float = 2.5
 
 
 MODELS: Registry[ModelSpec] = Registry("model", "arch")
@@ -51,11 +53,12 @@ MODELS: Registry[ModelSpec] = Registry("model", "arch")
 
 def register_model(name: str, build: Callable | str, packed: bool = False, description: str = "",
                    flops: Callable | None = None, batchnorm: bool | None = None,
-                   conv_layers: Callable | None = None) -> ModelSpec:
+                   conv_layers: Callable | None = None, eval_per_widest: float = 2.5) -> ModelSpec:
     """Add an architecture (a plugin's too): RunConfig(arch=name) is then allowed everywhere. A plugin's
     model is usually plain: build(cfg) -> nn.Module for one run (use cfg.width, and the dataset's
     shape and classes: initmem.datasets.DATASETS[cfg.dataset])."""
-    return MODELS.add(name, ModelSpec(name, build, packed, description, conv_layers, flops, batchnorm))
+    return MODELS.add(name, ModelSpec(name, build, packed, description, conv_layers, flops, batchnorm,
+                                      eval_per_widest))
 
 
 # --- the built-in ResNets, analytically -------------------------------------------------------------
@@ -91,10 +94,13 @@ register_model("resnet9", "initmem.models:resnet9", True, "Myrtle ResNet-9, glob
                conv_layers=resnet9_layers)
 register_model("r9_avgpool", "initmem.models:r9_avgpool", True, "ResNet-9 with a global average pool",
                conv_layers=resnet9_layers)
+# eval_per_widest, measured on CPU (bench/bench_memory.py, 2026-12-02, exact at widths 0.25, 0.5 and 1):
+# ResNet-9 holds a conv's output and its norm's at once (+ half a map in pooling); a basic block also
+# keeps its input for the shortcut.
 register_model("resnet56", "initmem.models:resnet56", True, "CIFAR ResNet-56 (6n+2, n = 9), option-A shortcuts",
-               conv_layers=cifar_resnet_layers(9))
+               conv_layers=cifar_resnet_layers(9), eval_per_widest=5.0)
 register_model("resnet110", "initmem.models:resnet110", True, "CIFAR ResNet-110 (n = 18)",
-               conv_layers=cifar_resnet_layers(18))
+               conv_layers=cifar_resnet_layers(18), eval_per_widest=5.0)
 
 
 # --- what a run of a model costs ---------------------------------------------------------------------
@@ -105,6 +111,7 @@ class Cost:
     flops: float           # forward FLOPs of one image (2 per multiply-add)
     act_floats: float      # floats one image keeps for the backward pass
     batchnorm: bool        # holds BatchNorm (a plain model with it trains in packs of one)
+    widest: float          # floats of the largest layer output of one image
 
 
 def cost(cfg) -> Cost:
@@ -116,14 +123,14 @@ def cost(cfg) -> Cost:
         params = sum(9 * ci * co + co + 2 * co for ci, co, _ in layers) + feat * data.classes + data.classes
         flops = 2.0 * (sum(9 * ci * co * s * s for ci, co, s in layers) + feat * data.classes)
         acts = float(SAVED_PER_CONV * sum(co * s * s for _, co, s in layers))
-        return Cost(params, flops, acts, True)
+        return Cost(params, flops, acts, True, float(max(co * s * s for _, co, s in layers)))
     key = (cfg.arch, float(cfg.width), cfg.dataset)
     if key not in _MEASURED:
         _MEASURED[key] = _measure(cfg)
     measured = _MEASURED[key]
     flops = float(spec.flops(cfg)) if spec.flops is not None else measured.flops
     bn = spec.batchnorm if spec.batchnorm is not None else measured.batchnorm
-    return Cost(measured.params, flops, measured.act_floats, bn)
+    return Cost(measured.params, flops, measured.act_floats, bn, measured.widest)
 
 
 _MEASURED: dict[tuple, Cost] = {}   # (arch, width, dataset) -> measured cost, once per process
@@ -147,4 +154,5 @@ def _measure(cfg) -> Cost:
         h.remove()
     params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
-    return Cost(int(params), float(counter.get_total_flops()), float(SAVED_PER_CONV * sum(outputs)), bn)
+    return Cost(int(params), float(counter.get_total_flops()), float(SAVED_PER_CONV * sum(outputs)), bn,
+                float(max(outputs, default=0)))

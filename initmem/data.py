@@ -144,15 +144,31 @@ def epoch_order(n: int, gens: list[torch.Generator]) -> torch.Tensor:
     return torch.stack([torch.randperm(n, generator=g) for g in gens])
 
 
-def augment(x: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+def augment_draws(gens: list[torch.Generator], sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The augmentation draws of consecutive batches of `sizes` images, for all of them at once: flips
+    (M, N) bool and crop offsets (M, N, 2) int64 on the CPU, N = sum(sizes).  Each run's generator is
+    drawn from batch by batch exactly as augment() draws one batch (rand(b), then randint(b, 2)), so
+    an epoch drawn at its start holds the numbers augment() would have drawn step by step."""
+    flips, offs = [], []
+    for g in gens:
+        draws = [(torch.rand(b, generator=g) < 0.5, torch.randint(0, 9, (b, 2), generator=g)) for b in sizes]
+        flips.append(torch.cat([f for f, _ in draws]))
+        offs.append(torch.cat([o for _, o in draws]))
+    return torch.stack(flips), torch.stack(offs)
+
+
+def augment(x: torch.Tensor, gens: list[torch.Generator] | None = None,
+            draws: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Random flip (p=0.5), 4-pixel reflect padding, random 32x32 crop; per run, per image.
 
-    x: (M, B, C, H, W) on any device; the random draws come from each run's CPU generator.
+    x: (M, B, C, H, W) on any device.  draws: (flips (M, B), offsets (M, B, 2)) from augment_draws,
+    already on x's device (train_epoch draws an epoch at once and copies it once); without them,
+    this batch's draws come from each run's CPU generator in `gens` (and are copied to the device).
     """
     m, b, c, h, w = x.shape
-    draws = [(torch.rand(b, generator=g) < 0.5, torch.randint(0, 9, (b, 2), generator=g)) for g in gens]
-    flip = torch.stack([d[0] for d in draws]).to(x.device).view(m * b, 1, 1, 1)
-    off = torch.stack([d[1] for d in draws]).to(x.device).view(m * b, 2)
+    if draws is None:
+        draws = tuple(d.to(x.device) for d in augment_draws(gens, [b]))
+    flip, off = draws[0].reshape(m * b, 1, 1, 1), draws[1].reshape(m * b, 2)
     flat = x.reshape(m * b, c, h, w)
     flat = torch.where(flip, flat.flip(-1), flat)
     padded = torch.nn.functional.pad(flat, (4, 4, 4, 4), mode="reflect")

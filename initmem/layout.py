@@ -12,6 +12,7 @@ One experiment of a sweep lives in one folder, its *results root* (docs/results.
     <storage>/<experiment>/epochs/<pack_id>/e*-*.parquet    one row per run per epoch
     <storage>/<experiment>/plan.json                        the packs of the first invocation
     <storage>/<experiment>/tune/                            Ray Tune's experiment (state, checkpoints)
+    <storage>/<experiment>/replanned/<pack_id>/             a pack's files set aside when it was split
 
 `<experiment>` is the experiment's name for its full preset and `<name>_<preset>` for the others
 (initmem.study.Experiment.label), so presets never mix. `python -m initmem train --out ROOT`
@@ -35,6 +36,7 @@ EPOCHS_DIR = "epochs"
 PLAN_FILE = "plan.json"
 TUNE_DIR = "tune"
 REPORT_FILE = "report.html"
+REPLANNED_DIR = "replanned"  # the files of packs replaced by smaller ones after running out of memory (not read)
 
 # A run's status in the runs table: running until its pack ends it; the others are final.
 STATUSES = ("running", "completed", "early_stopped", "diverged")
@@ -81,12 +83,12 @@ def write_text(uri: str, text: str) -> None:
 
 
 def write_plan(root: str, experiment: str, preset: str, description: str,
-               packs: Sequence[Sequence[dict[str, Any]]]) -> None:
-    """<root>/plan.json: the experiment label, its preset and description, and the packs as lists of
-    RunConfig dicts (docs/results.md, "plan.json")."""
+               packs: Sequence[Sequence[dict[str, Any]]], replaced: dict[str, list[str]] | None = None) -> None:
+    """<root>/plan.json: the experiment label, its preset and description, the packs as lists of
+    RunConfig dicts, and the packs replaced by smaller ones (old pack id -> new ids; docs/results.md)."""
     write_text(join(root, PLAN_FILE), json.dumps({
         "experiment": experiment, "preset": preset, "description": description,
-        "packs": [[dict(r) for r in p] for p in packs]}))
+        "packs": [[dict(r) for r in p] for p in packs], "replaced": dict(replaced or {})}))
 
 
 def read_plan(root: str) -> dict | None:

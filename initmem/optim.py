@@ -133,6 +133,10 @@ class NewtonSchulz:
         return self.out
 
 
+class BufferViews:
+    """The views of PackedOptimizer's flat buffers that an update uses (PackedOptimizer.views), as attributes."""
+
+
 class _Region:
     """Where one parameter lives in the optimizer's flat buffers: elements [start, stop)."""
     __slots__ = ("name", "kind", "shape", "start", "stop")
@@ -203,6 +207,7 @@ class PackedOptimizer:
         self.kinds = [k for _, k, _ in entries]
         self._build(entries)
         self._build_l2(l2)
+        self.v = self.views()
 
     # --- routing ------------------------------------------------------------------------------
     def _uses_muon(self, kind: str) -> bool:
@@ -247,7 +252,6 @@ class PackedOptimizer:
                 v = view(self.flat, self.regions[name])
                 v.copy_(p)
                 p.data = v                      # the parameter now lives in the flat buffer
-        self.grad_views = [view(self.flat_grad, self.regions[n]) for n in self.names]
         # optimizer slots: one flat buffer each; "v" (adam) covers only the non-Muon variables
         opt = self.optimizer
         self.slot_bufs: dict[str, tuple[Tensor, int]] = {}
@@ -261,35 +265,20 @@ class PackedOptimizer:
         for name, kind, _ in entries:
             self.state[name] = {s: view(self.slot_bufs[s][0], self.regions[name], self.slot_bufs[s][1])
                                 for s in self._slots(kind)}
-        # Muon groups: (u as (G*M, rows, cols), its Newton-Schulz, sqrt(max(rows, cols)) * 0.2).  The
-        # orthogonalised updates land in ns_out, which is u itself unless NS runs in another dtype.
-        self.muon_groups = []
+        # Muon groups of equal-shape kernels: [lo, hi) in the buffers, (G*M, rows, cols).  The orthogonalised
+        # updates land in ns_out, which is u itself unless NS runs in another dtype.
+        self._muon_spans = []
         if self.n_muon:
             self.u = torch.empty(self.n_muon, **dd)
             self.ns_out = self.u if NS_DTYPE == p0.dtype else torch.empty(self.n_muon, dtype=NS_DTYPE, device=p0.device)
-            group_shape = {s: (sum(p.shape[0] for _, _, p in muon if tuple(p.shape[1:]) == s), s[0], math.prod(s[1:]))
-                           for s in shapes}                     # (G*M, rows, cols)
-            self.ns_work = torch.empty(max(NewtonSchulz.work_size(g) for g in group_shape.values()),
-                                       dtype=NS_DTYPE, device=p0.device)   # shared: the groups run one by one
             for s in shapes:
                 names = [nm for nm, _, p in muon if tuple(p.shape[1:]) == s]
                 lo, hi = self.regions[names[0]].start, self.regions[names[-1]].stop
-                rows, cols = s[0], math.prod(s[1:])
-                u_g, out_g = self.u[lo:hi].view(-1, rows, cols), self.ns_out[lo:hi].view(-1, rows, cols)
-                ns = NewtonSchulz(group_shape[s], NS_DTYPE, p0.device, out=out_g, work=self.ns_work)
-                self.muon_groups.append((u_g, ns, math.sqrt(max(rows, cols)) * MUON_RMS_RATE))
+                self._muon_spans.append((lo, hi, (sum(self.regions[nm].shape[0] for nm in names), s[0], math.prod(s[1:]))))
+            self.ns_work = torch.empty(max(NewtonSchulz.work_size(g) for _, _, g in self._muon_spans),
+                                       dtype=NS_DTYPE, device=p0.device)   # shared: the groups run one by one
         self.hparams = torch.zeros(3, M, **dd)        # rows: lr, weight decay, adam's alpha (this step)
-        self._hp_rows = self.hparams.unbind(0)
-        k = self.n_muon                                # views of the Muon part [0, k) and the rest [k, n)
-        self._g_mu, self._g_rest = self.flat_grad[:k], self.flat_grad[k:]
-        self._w_rest, self._new_w_rest = self._flat_alias(k, n - k), self.scratch[k:]
-        self._run_rest = self.run_index[k:]
-        # the active mask per element, and its views over the ranges that the update writes back
-        self.mask_full = torch.empty(n, dtype=torch.bool, device=p0.device)
-        self._mask_ranges = {(0, n): self.mask_full, (0, k): self.mask_full[:k], (k, n - k): self.mask_full[k:]}
-        self._lr_mu, self._new_w_mu = self.lr_full[:k], self.scratch[:k]
-        if "m" in self.slot_bufs:
-            self._m_mu, self._m_rest = self.slot_bufs["m"][0][:k], self.slot_bufs["m"][0][k:]
+        self.mask_full = torch.empty(n, dtype=torch.bool, device=p0.device)  # the active mask per element
 
     def _build_l2(self, l2) -> None:
         """The L2 term: its per-run coefficients, and views of the kernel range [0, n_kern)."""
@@ -301,33 +290,63 @@ class PackedOptimizer:
             raise ValueError("l2 given, but the pack has no conv or dense kernel to penalise")
         l2 = torch.as_tensor(self._per_run(l2, "l2"), dtype=self.flat.dtype, device=self.flat.device)
         self.l2, self.l2_twice = l2.clone(), l2 * 2                  # 2*l2 is exact: the gradient's factor
-        self._w_kern, self._g_kern, self._tmp_kern = self._flat_alias(0, k), self.flat_grad[:k], self.scratch[:k]
-        self._run_kern = self.run_index[:k]
-        kern = [r for r in self.regions.values() if r.stop <= k]      # in buffer order
-        self._sq_views = [self.scratch[r.start:r.stop].view(M, -1) for r in kern]
-        self._sq_sums = torch.empty(len(kern), M, dtype=self.flat.dtype, device=self.flat.device)
-        self._sq_rows = self._sq_sums.unbind(0)
+        n_kernels = sum(r.stop <= k for r in self.regions.values())
+        self._sq_sums = torch.empty(n_kernels, M, dtype=self.flat.dtype, device=self.flat.device)
+
+    # --- views of the buffers -------------------------------------------------------------------------
+    def views(self) -> "BufferViews":
+        """Every view of the flat buffers that an update reads or writes, made from the buffers alone.
+        Eager steps use the set made once at construction (self.v: no view op per step).  A compiled
+        step calls this inside its graph, so that the graph's inputs are the buffers themselves, each
+        marked static: inputs that alias one another and are mutated are merged by AOT autograd into
+        synthetic bases, which lose their static marks, and CUDA graphs then skip the whole step."""
+        k, n = self.n_muon, self.flat.shape[0]
+        v = BufferViews()
+        v.grad_views = self.param_views(self.flat_grad)
+        v.hp_rows = self.hparams.unbind(0)             # lr, weight decay, adam's alpha
+        # the Muon part [0, k) and the rest [k, n)
+        v.g_mu, v.g_rest, v.w_rest, v.new_w_rest = self.flat_grad[:k], self.flat_grad[k:], self.flat[k:], self.scratch[k:]
+        v.lr_mu, v.new_w_mu, v.run_rest = self.lr_full[:k], self.scratch[:k], self.run_index[k:]
+        # the active mask over the ranges that the update writes back
+        v.mask_ranges = {(0, n): self.mask_full, (0, k): self.mask_full[:k], (k, n - k): self.mask_full[k:]}
+        if "m" in self.slot_bufs:
+            v.m_mu, v.m_rest = self.slot_bufs["m"][0][:k], self.slot_bufs["m"][0][k:]
+        # Muon groups: (u as (G*M, rows, cols), its Newton-Schulz, sqrt(max(rows, cols)) * 0.2)
+        v.muon_groups = []
+        for lo, hi, shape in self._muon_spans:
+            _, rows, cols = shape
+            u_g, out_g = self.u[lo:hi].view(shape), self.ns_out[lo:hi].view(shape)
+            ns = NewtonSchulz(shape, NS_DTYPE, self.u.device, out=out_g, work=self.ns_work)
+            v.muon_groups.append((u_g, ns, math.sqrt(max(rows, cols)) * MUON_RMS_RATE))
+        if self.has_l2:                                # the kernels [0, n_kern)
+            kn, M = self.n_kern, self.num_runs
+            v.w_kern, v.g_kern, v.tmp_kern, v.run_kern = self.flat[:kn], self.flat_grad[:kn], self.scratch[:kn], self.run_index[:kn]
+            kern = [r for r in self.regions.values() if r.stop <= kn]      # in buffer order
+            v.sq_views = [self.scratch[r.start:r.stop].view(M, -1) for r in kern]
+            v.sq_rows = self._sq_sums.unbind(0)
+        return v
+
+    def param_views(self, buf: Tensor | None = None) -> list[Tensor]:
+        """Each parameter's region of a flat buffer (default: the weights), in the order given."""
+        buf = self.flat if buf is None else buf
+        return [buf[r.start:r.stop].view(r.shape) for r in (self.regions[nm] for nm in self.names)]
+
+    @property
+    def muon_groups(self) -> list:
+        return self.v.muon_groups
 
     @torch.no_grad()
-    def kernel_penalty(self) -> Tensor:
+    def kernel_penalty(self, v: BufferViews | None = None) -> Tensor:
         """Keras's L2 loss term per run at the current weights, shape (M,): the sum over kernels of
         l2[m] * sum(W[m]**2), summed per layer as Keras sums its layer losses.  1 + n_kernels + 2 ops;
-        it uses the scratch buffer, so call it before (not during) an update."""
+        it uses the scratch buffer, so call it before (not during) an update.  v: views() (default self.v)."""
         if not self.has_l2:
             raise ValueError("kernel_penalty: this optimizer was built without l2")
-        torch.square(self._w_kern, out=self._tmp_kern)
-        for sq, row in zip(self._sq_views, self._sq_rows):
+        v = self.v if v is None else v
+        torch.square(v.w_kern, out=v.tmp_kern)
+        for sq, row in zip(v.sq_views, v.sq_rows):
             torch.sum(sq, dim=1, out=row)
         return (self._sq_sums * self.l2).sum(0)
-
-    def _flat_alias(self, start: int, length: int) -> Tensor:
-        """Elements [start, start + length) of the weights' buffer as a tensor of its own that shares the
-        storage, like the parameters do (p.data = view), not as a view with a ._base: a compiled step
-        (AOT autograd) refuses inputs that alias the parameters with mixed ._base states."""
-        if start == 0 and length == self.flat.shape[0]:
-            return self.flat
-        alias = torch.empty(0, dtype=self.flat.dtype, device=self.flat.device)
-        return alias.set_(self.flat.untyped_storage(), self.flat.storage_offset() + start, (length,), (1,))
 
     def persistent_tensors(self) -> list[Tensor]:
         """Every buffer the update writes or reads across steps (for torch._dynamo.mark_static_address)."""
@@ -401,28 +420,31 @@ class PackedOptimizer:
             hparams = hparams.pin_memory()
         self.hparams.copy_(hparams, non_blocking=True)
 
-    def update(self, grads: Sequence[Tensor | None], hparams: Tensor | None, active: Tensor | None = None) -> None:
+    def update(self, grads: Sequence[Tensor | None], hparams: Tensor | None, active: Tensor | None = None,
+               v: BufferViews | None = None) -> None:
         """The update from explicit gradients (model order; None = skip that variable; a list is emptied
         once they are gathered, so they can be freed early) and the (3, M) hyperparameters of ``hyper``
         (any device; None: those already put in place by ``load_hyper``).  No host sync: capturable in
         one graph.  It does not advance ``iterations`` (a host counter a graph must not read): the
-        caller does, as step() does."""
+        caller does, as step() does.  v: the buffers' views() (default self.v; a compiled step passes
+        those it made inside its graph)."""
         opt = self.optimizer
+        v = self.v if v is None else v
         present = [g is not None for g in grads]
         if all(present):
-            torch._foreach_copy_(self.grad_views, list(grads))
+            torch._foreach_copy_(v.grad_views, list(grads))
         else:
-            torch._foreach_copy_([v for v, ok in zip(self.grad_views, present) if ok],
+            torch._foreach_copy_([gv for gv, ok in zip(v.grad_views, present) if ok],
                                  [g for g in grads if g is not None])
         if isinstance(grads, list):
             grads.clear()   # the caller's gradients can be freed before the update's temporaries exist
         if self.has_l2:     # Keras's L2 loss term, differentiated here: g += (2*l2) * W on the kernels,
             # bit for bit what autograd adds (x2 is exact), without ~130 autograd ops per step
-            torch.index_select(self.l2_twice, 0, self._run_kern, out=self._tmp_kern)
-            self._g_kern.add_(self._tmp_kern.mul_(self._w_kern))
+            torch.index_select(self.l2_twice, 0, v.run_kern, out=v.tmp_kern)
+            v.g_kern.add_(v.tmp_kern.mul_(v.w_kern))
         if hparams is not None:
             self.hparams.copy_(hparams)
-        lr_row, wd_row, alpha_row = self._hp_rows
+        lr_row, wd_row, alpha_row = v.hp_rows
         torch.index_select(lr_row, 0, self.run_index, out=self.lr_full)
         lr, g, w, new_w = self.lr_full, self.flat_grad, self.flat, self.scratch
         # (target, new value, first element): what the mask writes back at the end
@@ -443,26 +465,26 @@ class PackedOptimizer:
             k = self.n_muon
             if k:
                 mu = MUON_MOMENTUM
-                m_mu = (self._m_mu * (mu - 1)).add_(self._g_mu).add_(self._m_mu)  # m + (g + m*(mu-1))
-                torch.mul(m_mu, mu, out=self.u).add_(self._g_mu)                 # u = g + mu*m
-                for u_g, ns, _ in self.muon_groups:                             # O = NS5(u) into ns_out
+                m_mu = (v.m_mu * (mu - 1)).add_(v.g_mu).add_(v.m_mu)            # m + (g + m*(mu-1))
+                torch.mul(m_mu, mu, out=self.u).add_(v.g_mu)                     # u = g + mu*m
+                for u_g, ns, _ in v.muon_groups:                                # O = NS5(u) into ns_out
                     ns(u_g)
-                torch.mul(self._lr_mu, self.ns_out, out=self.u)                  # lr * O, then * scale
-                for u_g, _, scale in self.muon_groups:
+                torch.mul(v.lr_mu, self.ns_out, out=self.u)                      # lr * O, then * scale
+                for u_g, _, scale in v.muon_groups:
                     u_g.mul_(scale)
-                self._new_w_mu.sub_(self.u)                                      # w - (lr*O)*scale
-                out.append((self._m_mu, m_mu, 0))
+                v.new_w_mu.sub_(self.u)                                          # w - (lr*O)*scale
+                out.append((v.m_mu, m_mu, 0))
             if k < w.shape[0]:
-                gr, mr, vr = self._g_rest, self._m_rest, self.slot_bufs["v"][0]
+                gr, mr, vr = v.g_rest, v.m_rest, self.slot_bufs["v"][0]
                 gsq = gr.square()
                 v_new = torch.lerp(vr, gsq, 1 - ADAM_BETA_2, out=gsq)          # v + (g^2 - v) * (1 - b2)
                 m_new = torch.lerp(mr, gr, 1 - ADAM_BETA_1, out=gr)            # m + (g - m) * (1 - b1)
-                step = torch.index_select(alpha_row, 0, self._run_rest).mul_(m_new)
+                step = torch.index_select(alpha_row, 0, v.run_rest).mul_(m_new)
                 step.div_(torch.sqrt(v_new).add_(EPSILON))                       # m*alpha / (sqrt(v) + eps)
                 if opt == "adam":
-                    torch.sub(self._w_rest, step, out=self._new_w_rest)
+                    torch.sub(v.w_rest, step, out=v.new_w_rest)
                 else:
-                    self._new_w_rest.sub_(step)
+                    v.new_w_rest.sub_(step)
                 del step
                 out += [(mr, m_new, k), (vr, v_new, k)]
         if not all(present):   # a variable without gradient keeps weights and state (not in the train loop)
@@ -477,7 +499,7 @@ class PackedOptimizer:
         else:
             torch.index_select(active, 0, self.run_index, out=self.mask_full)
             for dst, val, lo in out:
-                mask = self._mask_ranges[(lo, dst.shape[0])]
+                mask = v.mask_ranges[(lo, dst.shape[0])]
                 torch.where(mask, val, dst, out=dst)         # select, never multiply: NaN-safe
 
     # --- checkpointing --------------------------------------------------------------------------
@@ -486,7 +508,8 @@ class PackedOptimizer:
             "optimizer": self.optimizer,
             "momentum": self.momentum,
             "iterations": int(self.iterations),
-            "state": {name: {slot: t.detach().clone() for slot, t in slots.items()}
+            # a snapshot on the host: a clone on the device would double m and v there (GBs) for a moment
+            "state": {name: {slot: t.detach().to("cpu", copy=True) for slot, t in slots.items()}
                       for name, slots in self.state.items()},
         }
 

@@ -6,6 +6,7 @@
 Layout under a results root:
     runs/<pack_id>.parquet                    one row per run of the pack, replaced whole
     epochs/<pack_id>/e<first>-<last>.parquet  one row per run per epoch for epochs first..last
+    replanned/<pack_id>/                      a pack replaced by smaller packs (set_aside; not read)
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file. A pack
 writes the epochs since its last checkpoint, then the checkpoint; on resume from epoch k it calls
@@ -26,7 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from initmem.config import LATER_FIELDS, PARQUET_TYPES, RunConfig
-from initmem.layout import EPOCHS_DIR, RUNS_DIR, is_final, resolve
+from initmem.layout import EPOCHS_DIR, REPLANNED_DIR, RUNS_DIR, is_final, resolve
 
 _CONFIG_TYPES = {k: pa.type_for_alias(v) for k, v in PARQUET_TYPES.items()}  # one table, in config.py
 CONFIG_FIELDS = [(f.name, _CONFIG_TYPES[f.type]) for f in dataclasses.fields(RunConfig)]
@@ -154,6 +155,24 @@ class ResultsWriter:
             elif ".tmp-" in name:
                 self.fs.delete_file(info.path)
         return dropped
+
+    def set_aside(self, pack: str) -> list[str]:
+        """Move a pack's runs file and epochs files to replanned/<pack>/ (runs.parquet, epochs/...), out of
+        what the readers read: for a pack replaced by smaller packs, which recompute its epochs.
+        Returns the new paths."""
+        dest = f"{self.root}/{REPLANNED_DIR}/{pack}"
+        moves = [(f"{self.root}/runs/{pack}.parquet", f"{dest}/runs.parquet")]
+        moves += [(i.path, f"{dest}/epochs/{posixpath.basename(i.path)}") for i in self._list(f"{self.root}/epochs/{pack}")]
+        moved = []
+        for src, dst in moves:
+            if self.fs.get_file_info(src).type == pafs.FileType.NotFound:
+                continue
+            self.fs.create_dir(posixpath.dirname(dst), recursive=True)
+            self.fs.move(src, dst)
+            moved.append(dst)
+        if self.fs.get_file_info(f"{self.root}/epochs/{pack}").type == pafs.FileType.Directory:
+            self.fs.delete_dir(f"{self.root}/epochs/{pack}")
+        return moved
 
     def _list(self, folder: str) -> list[pafs.FileInfo]:
         info = self.fs.get_file_info(folder)

@@ -31,14 +31,14 @@ import torch.nn.functional as F
 import initmem
 from initmem import metrics
 from initmem.config import RunConfig, check_pack, checkpoint_interval, pack_id
-from initmem.data import Splits, augment, epoch_order, run_generators
+from initmem.data import Splits, augment, augment_draws, epoch_order, run_generators
+from initmem.memory import eval_chunk
 from initmem.models import build_model
 from initmem.optim import PackedOptimizer, schedule_factor
 from initmem.provenance import code_version
 from initmem.results import EPOCHS_SCHEMA, ResultsWriter
 
 CHECKPOINT_FILE = "state.pt"
-EVAL_BATCH = 1000  # images per inference chunk (per run)
 HISTORY_KEYS = tuple(n for n in EPOCHS_SCHEMA.names if n != "run_id")  # one list per epochs column
 
 
@@ -62,16 +62,24 @@ def setup_precision(cfg: RunConfig) -> tuple[torch.dtype, Callable]:
 
 
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, n_runs: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and accuracy per run in inference mode; the same images for every run."""
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, n_runs: int, autocast, chunk: int,
+             pad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy per run in inference mode; the same images for every run, `chunk`
+    images at a time (initmem.memory.eval_chunk: what the device holds). pad: the last chunk is padded
+    with zero images to `chunk` (one input shape for a compiled forward; the padding's outputs are
+    dropped: in inference mode an image's outputs do not depend on the others)."""
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk!r} is not allowed: an integer >= 1 (images per forward)")
     model.eval()
     loss = torch.zeros(n_runs, dtype=torch.float64, device=x.device)
     correct = torch.zeros(n_runs, dtype=torch.float64, device=x.device)
-    for i in range(0, len(y), EVAL_BATCH):
-        xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+    for i in range(0, len(y), chunk):
+        xb, yb = x[i:i + chunk], y[i:i + chunk]
+        if pad and len(yb) < chunk:
+            xb = torch.cat([xb, xb.new_zeros((chunk - len(yb), *xb.shape[1:]))])
         with autocast():
             logits = model(xb.unsqueeze(0).expand(n_runs, *xb.shape))
-        logits = logits.to(x.dtype)  # bf16 autocast logits -> fp32 for the loss
+        logits = logits[:, :len(yb)].to(x.dtype)  # bf16 autocast logits -> fp32 for the loss
         ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(n_runs), reduction="none").view(n_runs, -1)
         loss += ce.sum(1).double()
         correct += (logits.argmax(-1) == yb).sum(1).double()
@@ -96,6 +104,7 @@ class PackTrainer:
             raise ValueError(f"data has {self.n_train} train images but the config expects {self.cfg.n_train} "
                              f"(train_subset={self.cfg.train_subset}); load the data with the same subset")
         self.steps_per_epoch, self.total_steps = self.cfg.steps_per_epoch, self.cfg.total_steps
+        self.eval_chunk = eval_chunk(self.cfg, self.m)   # images per evaluation forward (the memory model)
 
         self.lr0 = np.array([r.lr0 for r in runs], dtype=np.float64)  # the schedule is computed in double, on the host
         vec = (lambda key: torch.tensor([getattr(r, key) for r in runs], dtype=torch.float64, device=self.device))
@@ -117,13 +126,16 @@ class PackTrainer:
         if self.cfg.compile:
             cuda = self.device.type == "cuda"
             kw = {"backend": compile_backend} if compile_backend else {"mode": "reduce-overhead" if cuda else "default"}
+            # static shapes: the last partial batch gets a graph of its own (made once, in epoch 1), where
+            # automatic dynamic shapes would make the batch size symbolic for every later step
+            kw["dynamic"] = False
             import torch._dynamo as dynamo
             # tensors the step mutates in place live at fixed addresses: CUDA graphs replay on them
             # instead of copying them in (and skipping capture for mutated inputs)
             for x in self.opt.persistent_tensors() + [self.active_t, self.loss_sum, self.correct]:
                 dynamo.mark_static_address(x)
             self.forward = torch.compile(self.model, **kw)   # evaluation
-            self.step_fn = torch.compile(self.train_step, fullgraph=True, **kw)  # the whole step, one graph
+            self.step_fn = torch.compile(self.graph_step, fullgraph=True, **kw)  # the whole step, one graph
         self.data_gens = run_generators([r.seed for r in runs], stream=1)
 
         self.epoch, self.step, self.wall = 0, 0, 0.0
@@ -136,6 +148,10 @@ class PackTrainer:
         self.written_epoch = -1  # last epoch already in the Parquet
 
     # --- one epoch ---------------------------------------------------------------------------
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """evaluate() of this pack's forward on one split, in the pack's chunks (padded when compiled)."""
+        return evaluate(self.forward, x, y, self.m, self.autocast, self.eval_chunk, pad=self.cfg.compile)
+
     @torch.no_grad()
     def _penalty(self) -> torch.Tensor:
         """Keras L2 penalty per run at the current weights (for reported losses)."""
@@ -151,23 +167,39 @@ class PackTrainer:
         non-finite are frozen (active_t) before the update; train loss and correct counts accumulate
         into loss_sum / correct.  Autograd differentiates the cross-entropy only: the L2 term's value
         is opt.kernel_penalty() and its gradient is added by the optimizer (no autograd op per kernel)."""
+        self._step(x, y, self.params, self.opt.v)
+
+    def graph_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """train_step as torch.compile traces it, bit for bit the same arithmetic: the parameters (as
+        leaves that share the weights' buffer, like the model's own) and every view the optimizer uses
+        are made here, inside the graph, from the optimizer's flat buffers. The graph's inputs are then
+        the buffers, the model's buffers and the batch, none aliasing another: AOT autograd would merge
+        aliased mutated inputs into synthetic bases without their static marks, and CUDA graphs would
+        skip the step (tests/test_step.py reads the compiled graph's input metadata)."""
+        params = [p.detach().requires_grad_() for p in self.opt.param_views()]
+        self._step(x, y, params, self.opt.views())
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], views) -> None:
         with self.autocast():
-            logits = self.model(x)
+            if params is self.params:
+                logits = self.model(x)
+            else:   # the model with these tensors as its parameters
+                logits = torch.func.functional_call(self.model, dict(zip(self.opt.names, params)), (x,))
         logits = logits.to(self.dtype)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.m, -1).mean(1)
-        grads = list(torch.autograd.grad(ce.sum(), self.params))               # runs share no parameter
+        grads = list(torch.autograd.grad(ce.sum(), params))                    # runs share no parameter
         with torch.no_grad():
-            loss = ce + self.opt.kernel_penalty() if self.has_l2 else ce       # (M,) Keras loss per run
+            loss = ce + self.opt.kernel_penalty(views) if self.has_l2 else ce  # (M,) Keras loss per run
             finite = torch.isfinite(loss)
             self.active_t.logical_and_(finite)                                 # freeze at the last finite state
-            self.opt.update(grads, None, self.active_t)
+            self.opt.update(grads, None, self.active_t, views)
             self.loss_sum.add_(torch.where(finite, loss.double(), torch.nan) * y.shape[1])
             self.correct.add_((logits.argmax(-1) == y).sum(1))
 
     def _call_step(self, x, y, hparams) -> None:
         """hparams: (3, M) from PackedOptimizer.hyper, on the host."""
         self.opt.load_hyper(hparams)
-        if self.step_fn is self.train_step:
+        if not self.cfg.compile:
             self.step_fn(x, y)
         else:   # Dynamo traces torch.autograd.grad only with this switch on
             with torch._dynamo.config.patch(trace_autograd_ops=True):
@@ -178,6 +210,9 @@ class PackTrainer:
         """One pass over each run's shuffled train split. Returns (train_loss, train_acc) per run."""
         cfg, b = self.cfg, self.cfg.batch_size
         order = epoch_order(self.n_train, self.data_gens).to(self.device)
+        if cfg.augment:   # the epoch's flips and crops, drawn and copied at once: no host -> device copy per step
+            sizes = [min(b, self.n_train - s * b) for s in range(self.steps_per_epoch)]
+            flips, offsets = (d.to(self.device) for d in augment_draws(self.data_gens, sizes))
         self.active_t.copy_(torch.from_numpy(self.active))
         self.model.active = self.active_t  # BN layers hold this tensor; the step narrows it in place
         self.loss_sum.zero_()
@@ -187,7 +222,7 @@ class PackTrainer:
             idx = order[:, s * b:(s + 1) * b]
             x, y = self.data.x_train[idx], self.data.y_train[idx]        # (M, B, 3, 32, 32), (M, B)
             if cfg.augment:
-                x = augment(x, self.data_gens)
+                x = augment(x, draws=(flips[:, s * b:(s + 1) * b], offsets[:, s * b:(s + 1) * b]))
             lr = self.lr0 * schedule_factor(self.step, self.total_steps, cfg.alpha, cfg.schedule)  # host, float64
             self._call_step(x, y, self.opt.hyper(lr, self.wd))           # (3, M) on the host
             self.step += 1
@@ -198,8 +233,8 @@ class PackTrainer:
         """Evaluate val/test, append one history row per run that was active this epoch.
         `started` is the perf_counter at the start of the epoch: wall time includes evaluation."""
         d = self.data
-        val_raw, val_acc = evaluate(self.forward, d.x_val, d.y_val, self.m, self.autocast)
-        test_raw, test_acc = evaluate(self.forward, d.x_test, d.y_test, self.m, self.autocast)
+        val_raw, val_acc = self.evaluate(d.x_val, d.y_val)
+        test_raw, test_acc = self.evaluate(d.x_test, d.y_test)
         pen, norms = self._penalty(), metrics.kernel_norms(self.kernels)  # both without autograd
         val_raw, val_acc, test_raw, test_acc, pen, norms = (
             t.cpu().numpy() for t in (val_raw, val_acc, test_raw, test_acc, pen, norms))
@@ -298,11 +333,32 @@ class PackTrainer:
         self.es_best, self.es_wait = s["es_best"].copy(), s["es_wait"].copy()
         self.written_epoch = s["written_epoch"]
 
+    def resume(self, folder: str | os.PathLike) -> bool:
+        """Load folder's checkpoint if it has one (True), else leave the pack as it is (False).
+        Read to the CPU whatever the pack's device: the data generators' states are CPU ByteTensors
+        (Generator.set_state refuses them on a GPU), and load_state_dict copies the rest in place."""
+        path = Path(folder) / CHECKPOINT_FILE
+        if not path.exists():
+            return False
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        return True
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"{CHECKPOINT_FILE}.tmp-{os.getpid()}"
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, folder / CHECKPOINT_FILE)  # atomic: a reader sees the old or the new file
+
+
+def release_compiled() -> None:
+    """Forget this process's compiled graphs and free their CUDA graph pools (torch._dynamo.reset does
+    both), then return the cached blocks to the device. Every PackTrainer compiles the same code
+    objects: packs of other shapes trained one after another in one process (a reused Ray worker)
+    would otherwise add cache entries until fullgraph=True fails at the recompile limit (8), and keep
+    each pack's CUDA graph pool."""
+    torch._dynamo.reset()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _fmt(values: np.ndarray) -> str:
@@ -313,12 +369,13 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
                checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int | None = None,
                on_checkpoint: Callable[[int, Path], None] | None = None,
                log: Callable[[str], None] | None = print,
-               stop_after_epoch: int | None = None) -> list[dict]:
+               stop_after_epoch: int | None = None, compile_backend=None) -> list[dict]:
     """Train one pack to the end (or to stop_after_epoch); return its runs-table rows.
 
     results: a results root (path/URI) or a ResultsWriter; None keeps everything in memory.
     checkpoint_dir: resumed from when it holds a checkpoint; written every `checkpoint_every`
-    epochs (None: config.checkpoint_interval's default, epochs // 30) and at the end. stop_after_epoch: return after that epoch (rows say status=running).
+    epochs (None: config.checkpoint_interval's default, epochs // 30) and at the end. stop_after_epoch:
+    return after that epoch (rows say status=running). compile_backend: see PackTrainer (tests and bench/gpu_checks.py --cpu pass "aot_eager").
     """
     every = checkpoint_interval(checkpoint_every, runs[0].epochs)  # a ConfigError before anything starts
     log = log or (lambda _msg: None)
@@ -328,55 +385,58 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
         if done:
             log(f"[{pack_id(runs)}] already finished in {writer.root_uri}: not retrained")
             return done
-    t = PackTrainer(runs, data)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    t = PackTrainer(runs, data, compile_backend)
+    try:
+        ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
-    if ckpt_dir is not None and (ckpt_dir / CHECKPOINT_FILE).exists():
-        t.load_state_dict(torch.load(ckpt_dir / CHECKPOINT_FILE, map_location=t.device, weights_only=False))
-        log(f"[{t.pack_id}] resumed at epoch {t.epoch} from {ckpt_dir}")
-    if writer is not None:
-        dropped = writer.drop_epochs_after(t.pack_id, t.written_epoch)  # leftovers of a dead attempt
-        if dropped:
-            log(f"[{t.pack_id}] removed {len(dropped)} epochs file(s) written after the checkpoint")
-        if t.written_epoch < 0:
-            writer.write_runs(t.pack_id, t.run_rows(finished=False))
-
-    def checkpoint() -> None:
+        if ckpt_dir is not None and t.resume(ckpt_dir):
+            log(f"[{t.pack_id}] resumed at epoch {t.epoch} from {ckpt_dir}")
         if writer is not None:
-            writer.write_epochs(t.pack_id, t.epoch_rows(after=t.written_epoch))
-        t.written_epoch = t.epoch
-        if ckpt_dir is not None:
-            t.save(ckpt_dir)
-        if on_checkpoint is not None:
-            on_checkpoint(t.epoch, ckpt_dir)
+            dropped = writer.drop_epochs_after(t.pack_id, t.written_epoch)  # leftovers of a dead attempt
+            if dropped:
+                log(f"[{t.pack_id}] removed {len(dropped)} epochs file(s) written after the checkpoint")
+            if t.written_epoch < 0:
+                writer.write_runs(t.pack_id, t.run_rows(finished=False))
 
-    cfg = t.cfg
-    if t.epoch == 0 and not t.history[0]["epoch"]:
-        start = time.perf_counter()
-        loss0, acc0 = evaluate(t.forward, t.data.x_train, t.data.y_train, t.m, t.autocast)  # before any update
-        t.record(0, loss0.cpu().numpy() + t._penalty().cpu().numpy(), acc0.cpu().numpy(), start)
-        log(f"[{t.pack_id}] {t.m} run(s) {cfg.arch} x{cfg.width:g} {cfg.norm} {cfg.optimizer} b={cfg.batch_size} "
-            f"{cfg.epochs} ep, {t.n_params:,} params/run, {cfg.device} {cfg.effective_precision}; "
-            f"epoch 0 val_acc {_fmt(np.array([h['val_acc'][0] for h in t.history]))}")
+        def checkpoint() -> None:
+            if writer is not None:
+                writer.write_epochs(t.pack_id, t.epoch_rows(after=t.written_epoch))
+            t.written_epoch = t.epoch
+            if ckpt_dir is not None:
+                t.save(ckpt_dir)
+            if on_checkpoint is not None:
+                on_checkpoint(t.epoch, ckpt_dir)
 
-    while t.epoch < cfg.epochs and t.active.any():
-        if stop_after_epoch is not None and t.epoch >= stop_after_epoch:
-            break
-        start = time.perf_counter()
-        train_loss, train_acc = t.train_epoch()
-        t.epoch += 1
-        t.record(t.epoch, train_loss, train_acc, start)
-        t.update_fates(t.epoch)
-        last = t.epoch == cfg.epochs or not t.active.any()
-        val = np.array([h["val_acc"][-1] if h["epoch"] and h["epoch"][-1] == t.epoch else np.nan
-                        for h in t.history])
-        log(f"[{t.pack_id}] epoch {t.epoch}/{cfg.epochs} {time.perf_counter() - start:.1f}s "
-            f"train_loss {_fmt(train_loss)} val_acc {_fmt(val)} active {int(t.active.sum())}/{t.m}")
-        if last or t.epoch % every == 0 or t.epoch == stop_after_epoch:
-            checkpoint()
+        cfg = t.cfg
+        if t.epoch == 0 and not t.history[0]["epoch"]:
+            start = time.perf_counter()
+            loss0, acc0 = t.evaluate(t.data.x_train, t.data.y_train)  # before any update
+            t.record(0, loss0.cpu().numpy() + t._penalty().cpu().numpy(), acc0.cpu().numpy(), start)
+            log(f"[{t.pack_id}] {t.m} run(s) {cfg.arch} x{cfg.width:g} {cfg.norm} {cfg.optimizer} b={cfg.batch_size} "
+                f"{cfg.epochs} ep, {t.n_params:,} params/run, {cfg.device} {cfg.effective_precision}; "
+                f"epoch 0 val_acc {_fmt(np.array([h['val_acc'][0] for h in t.history]))}")
 
-    finished = t.epoch == cfg.epochs or not t.active.any()
-    rows = t.run_rows(finished=finished)
-    if writer is not None:
-        writer.write_runs(t.pack_id, rows)
-    return rows
+        while t.epoch < cfg.epochs and t.active.any():
+            if stop_after_epoch is not None and t.epoch >= stop_after_epoch:
+                break
+            start = time.perf_counter()
+            train_loss, train_acc = t.train_epoch()
+            t.epoch += 1
+            t.record(t.epoch, train_loss, train_acc, start)
+            t.update_fates(t.epoch)
+            last = t.epoch == cfg.epochs or not t.active.any()
+            val = np.array([h["val_acc"][-1] if h["epoch"] and h["epoch"][-1] == t.epoch else np.nan
+                            for h in t.history])
+            log(f"[{t.pack_id}] epoch {t.epoch}/{cfg.epochs} {time.perf_counter() - start:.1f}s "
+                f"train_loss {_fmt(train_loss)} val_acc {_fmt(val)} active {int(t.active.sum())}/{t.m}")
+            if last or t.epoch % every == 0 or t.epoch == stop_after_epoch:
+                checkpoint()
+
+        finished = t.epoch == cfg.epochs or not t.active.any()
+        rows = t.run_rows(finished=finished)
+        if writer is not None:
+            writer.write_runs(t.pack_id, rows)
+        return rows
+    finally:
+        if t.cfg.compile:   # a reused worker process trains other packs next
+            release_compiled()

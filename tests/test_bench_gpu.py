@@ -44,10 +44,25 @@ def test_tiny_runs_the_benchmark_on_cpu_and_writes_the_table(bench, tmp_path, ca
         sec = r["step_ms"] / 1e3
         assert sec > 0 and r["images_per_s"] == pytest.approx(16 * r["pack"] / sec)
         assert r["tflops"] == pytest.approx(3 * fwd * 16 * r["pack"] / sec / 1e12)   # 3x forward per image
-        cfg = RunConfig(dataset="synthetic", train_subset=32, eval_subset=16, batch_size=16, width=1 / 16,
-                        optimizer="adamw", precision=r["precision"])
+        cfg = RunConfig(dataset="synthetic", train_subset=32, eval_subset=200, batch_size=16, width=1 / 16,
+                        optimizer="adamw", precision=r["precision"])   # eval: one CPU chunk (EVAL_CHUNK_CPU)
         assert r["predicted_gb"] == pytest.approx((data_bytes(cfg) + r["pack"] * run_memory_bytes(cfg)) / 1e9)
         if r["mode"] == "eager":   # measured: within a factor 2 of the model at this toy size
             assert 0.5 < r["memory_ratio"] < 2.0 and math.isfinite(r["peak_gb"])
     # two runs hold about twice the state of one (the data is shared)
     assert rows[1]["peak_gb"] > rows[0]["peak_gb"] * 1.3
+
+
+def test_gpu_cases_plan_with_the_detected_gpu_memory(bench, monkeypatch):
+    # issue 17, finding 8: the benchmark planned its largest pack with detect_device("cuda"), i.e. an assumed
+    # 80 GB, on every GPU (an H200 has 141)
+    import argparse
+    import types
+    from tune_jobs.planner import Device, max_pack_size
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda *_: types.SimpleNamespace(total_memory=141e9, name="fake H200"))
+    args = argparse.Namespace(tiny=False, optimizer="adamw")
+    tops = {b: max(m for bb, m, _, _ in bench.cases(args, "cuda") if bb == b) for b in (16, 128)}
+    h200 = Device("cuda", "H200", 141.0)
+    for b, top in tops.items():
+        assert top == max_pack_size(RunConfig(batch_size=b, optimizer="adamw", device="cuda"), h200) > 32

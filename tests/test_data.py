@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from initmem.data import (DataError, augment, epoch_order, load_splits, run_generators, split)
+from initmem.data import (DataError, augment, augment_draws, epoch_order, load_splits, run_generators, split)
 
 
 def _npz(tmp_path, name="d.npz", n=50, **override):
@@ -109,6 +109,20 @@ def test_augment_is_a_flip_and_crop_of_the_reflect_padded_image():
             oy, ox = off[i].tolist()
             assert torch.equal(out[m, i], pad[:, oy:oy + 32, ox:ox + 32])
 
+
+def test_an_epoch_of_draws_at_once_is_its_batches_drawn_one_by_one():
+    # train_epoch draws an epoch's flips and crops at its start (one copy to the device, not two per step):
+    # the same numbers, and the generators end where batch-by-batch drawing leaves them
+    x = torch.randn(2, 10, 3, 32, 32, dtype=torch.float64)
+    sizes, edges = [4, 4, 2], [0, 4, 8, 10]
+    one_by_one, at_start = run_generators([0, 1], 1), run_generators([0, 1], 1)
+    flips, offsets = augment_draws(at_start, sizes)
+    assert flips.shape == (2, 10) and offsets.shape == (2, 10, 2)
+    for lo, hi in zip(edges, edges[1:]):
+        step = augment(x[:, lo:hi], one_by_one)
+        assert torch.equal(step, augment(x[:, lo:hi], draws=(flips[:, lo:hi], offsets[:, lo:hi])))
+    for g, h in zip(one_by_one, at_start):
+        assert torch.equal(g.get_state(), h.get_state())
 
 @pytest.mark.slow
 def test_real_cifar_npz_when_present(shared):

@@ -525,3 +525,15 @@ def test_param_without_grad_is_skipped_and_tensors_stay_in_place():
     assert torch.equal(params["bias"], before)
     assert not torch.equal(params["conv"], _init(2)["conv"])
     assert all(params[n].data_ptr() == ids[n] for n in params)
+
+
+@pytest.mark.parametrize("opt", ("sgd_momentum", "adam", "muon_conv"))
+def test_state_dict_snapshot_is_on_the_cpu_whatever_the_device(opt):
+    # issue 17, finding 8: the checkpoint's copy of m and v was cloned on the GPU (~8 GB at M = 151);
+    # a fake CUDA device (FakeTensorMode: shapes and devices, no data) shows where the copy lands
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        params = {n: torch.empty((2,) + s, device="cuda") for n, s in SHAPES.items()}
+        sd = _make(params, opt).state_dict()
+        devices = {t.device.type for slots in sd["state"].values() for t in slots.values()}
+    assert devices == {"cpu"}

@@ -15,6 +15,11 @@ from tune_jobs.planner import (CPU_PACK_SIZE, Device, detect_device, format_plan
 from tune_jobs.runner import SweepOptions, run_sweep
 
 GPU80 = Device("cuda", "test GPU", 80.0, efficiency=0.4)
+
+
+def gpu_bytes(r: RunConfig) -> float:
+    """run_memory_bytes of a run on a GPU (its evaluation chunks are the device's)."""
+    return run_memory_bytes(r.replace(device="cuda"))
 CPU = Device("cpu", "test CPU", 16.0, cores=1, efficiency=0.3)
 
 
@@ -60,10 +65,10 @@ def test_packs_cover_every_run_once_and_share_a_key():
             by_opt16[p[0].optimizer].append(len(p))
     assert by_opt16 == {"sgd": [250], "sgd_momentum": [125] * 2, "adam": [125] * 2, "adamw": [125] * 2, "muon": [125] * 2}
     b16 = next(p for p in gpu if p[0].batch_size == 16 and p[0].optimizer == "adamw")[0]
-    assert 250 * run_memory_bytes(b16) > 0.75 * 80e9 > 125 * run_memory_bytes(b16)
+    assert 250 * gpu_bytes(b16) > 0.75 * 80e9 > 125 * gpu_bytes(b16)
     assert max(by_b[256]) < max(by_b[128]) < 250  # bigger batches, more activations, smaller packs
     for p in gpu:  # every pack fits the memory model
-        assert len(p) * run_memory_bytes(p[0]) <= 0.75 * 80e9
+        assert len(p) * gpu_bytes(p[0]) <= 0.75 * 80e9
     assert all(max(s) - min(s) <= 8 for s in by_group.values())  # a group splits into (near) equal packs
 
 
@@ -150,7 +155,7 @@ def test_groups_are_split_so_no_trial_is_much_longer_than_the_ideal_makespan():
         assert ideal * 0.9999 <= plan.makespan_hours(n_gpus) * 3600 <= ideal + max(plan.pack_seconds) + 1e-6
         assert plan.makespan_hours(n_gpus) < whole.makespan_hours(n_gpus) or n_gpus == 16
         for p in plan.packs:                                         # still within GPU memory
-            assert len(p) * run_memory_bytes(p[0]) <= 0.75 * 80e9
+            assert len(p) * gpu_bytes(p[0]) <= 0.75 * 80e9
     # a group of one run cannot be split: it is the floor
     one = make_plan("x", "full", runs[:1], Device("cuda", "t", 80.0, efficiency=0.4, slots=8))
     assert len(one.packs) == 1 and one.makespan_hours(8) == pytest.approx(run_seconds(one.runs[0], one.device) / 3600)

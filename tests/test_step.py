@@ -194,3 +194,70 @@ def test_compiled_step_is_one_graph_bit_identical_and_never_recompiles(data, opt
         for slot, st in comp.opt.state[name].items():
             assert torch.equal(st, eager.opt.state[name][slot]), (name, slot)
     torch._dynamo.reset()
+
+
+def test_augmentation_copies_nothing_host_to_device_per_step(data):
+    # issue 17, finding 6: augment() copied each step's flips and crop offsets host -> device with two
+    # blocking .to(device) (a stream drain each on CUDA). Here the pack's data sit on "meta", a device
+    # other than the generators' CPU, so every host -> device copy of an epoch is a crossing the counter sees.
+    from initmem.data import Splits
+    t = trainer(data, "sgd", 2, augment=True)
+    assert t.steps_per_epoch == 3
+    d = t.data
+    t.data = Splits(*(x.to("meta") for x in (d.x_train, d.y_train, d.x_val, d.y_val, d.x_test, d.y_test)))
+    t.device = torch.device("meta")
+    t._call_step = lambda x, y, hparams: None          # the batches, not the step
+    c = OpCounter()
+    with c:
+        t.train_epoch()
+    assert len(c.crossings) <= 3, c.crossings           # per epoch: the order, the flips, the offsets
+
+
+@pytest.mark.parametrize("optimizer, l2", (("adamw", 5e-4), ("muon_conv", 0.0)))
+def test_compiled_step_inputs_are_static_for_cuda_graphs(data, optimizer, l2, bench_script):
+    # issue 17, finding 3: the step read cached views of the flat buffers and parameters sharing their
+    # storage; AOT autograd merged those aliased, mutated inputs into synthetic bases that carry no static
+    # index (seen: 37 inputs, 27 mutated, 0 static), and inductor's CUDA graphs skip a graph that mutates a
+    # non-static input. Every input but the batch (x, y) must be static, every mutated one above all.
+    import torch._dynamo
+    torch._dynamo.reset()
+    records: list = []
+    runs = [RunConfig(dataset="synthetic", train_subset=48, eval_subset=16, batch_size=16, width=1 / 16,
+                      optimizer=optimizer, seed=i, l2=l2 * i, epochs=1, compile=True) for i in range(2)]
+    # AOT autograd as inductor runs it, no code generation: records each graph's forward metadata
+    t = PackTrainer(runs, data, compile_backend=bench_script("gpu_checks").static_input_probe(records))
+    t.train_epoch()
+    torch._dynamo.reset()
+    assert len(records) == 1, records                       # one graph for the epoch's three steps
+    r = records[0]
+    assert r["mutated"] and r["mutated"] <= r["static"], r
+    assert r["inputs"] - len(r["static"]) == 2, r            # only x and y are copied in by a CUDA graph
+
+
+def test_a_partial_last_batch_gets_its_own_static_graph_and_never_makes_shapes_symbolic():
+    # issue 17, finding 4: 40 images at b = 16 leave a last batch of 8. The second shape recompiled, and
+    # automatic dynamic shapes made the batch dimension symbolic: every later step then ran the symbolic
+    # graph. Compiled with dynamic=False: one static graph per batch shape, both made in epoch 1, none after.
+    import torch._dynamo
+    from torch._dynamo.backends.debugging import aot_eager
+    torch._dynamo.reset()
+    graphs = []
+
+    def recording(gm, example_inputs):
+        graphs.append(any(isinstance(a, torch.SymInt) or (isinstance(a, torch.Tensor) and any(
+            isinstance(d, torch.SymInt) for d in a.shape)) for a in example_inputs))
+        return aot_eager(gm, example_inputs)
+    data40 = load_splits("synthetic", train_subset=40, eval_subset=16)
+    runs = [RunConfig(dataset="synthetic", train_subset=40, eval_subset=16, batch_size=16, width=1 / 16, epochs=2,
+                      optimizer="adam", seed=i, precision="fp64", compile=True) for i in range(2)]
+    comp = PackTrainer(runs, data40, compile_backend=recording)
+    eager = PackTrainer([r.replace(compile=False) for r in runs], data40)
+    assert comp.steps_per_epoch == 3
+    np.testing.assert_array_equal(comp.train_epoch()[0], eager.train_epoch()[0])
+    assert graphs == [False, False]                        # b = 16 and b = 8, both static
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        np.testing.assert_array_equal(comp.train_epoch()[0], eager.train_epoch()[0])
+    assert len(graphs) == 2
+    for p, q in zip(comp.params, eager.params):
+        assert torch.equal(p, q)
+    torch._dynamo.reset()

@@ -206,3 +206,46 @@ def test_checkpoint_of_another_pack_is_refused(data, tmp_path):
     train_pack([tiny(epochs=1)], data, checkpoint_dir=tmp_path, log=None)
     with pytest.raises(ValueError, match="not this pack"):
         train_pack([tiny(epochs=1, seed=5)], data, checkpoint_dir=tmp_path, log=None)
+
+
+def test_resume_reads_the_checkpoint_to_the_cpu_whatever_the_device(data, tmp_path):
+    # issue 17, finding 1: on CUDA, torch.load(map_location=<the pack's device>) moved the saved CPU
+    # generator states to the GPU and Generator.set_state raised "RNG state must be a torch.ByteTensor".
+    # A trainer whose device is "meta" stands in for the GPU here (its generators stay on the CPU).
+    runs = [tiny(augment=True, epochs=2, seed=k) for k in (0, 1)]
+    t = PackTrainer(runs, data)
+    t.train_epoch()
+    t.epoch = 1
+    t.save(tmp_path)
+    resumed = PackTrainer(runs, data)
+    resumed.device = torch.device("meta")      # only where the checkpoint would be mapped to
+    assert resumed.resume(tmp_path) and resumed.epoch == 1
+    for g, h in zip(resumed.data_gens, t.data_gens):
+        assert torch.equal(g.get_state(), h.get_state())
+    for p, q in zip(resumed.params, t.params):
+        assert p.device.type == "cpu" and torch.equal(p, q)
+    for name, slots in t.opt.state.items():
+        for slot, v in slots.items():
+            assert torch.equal(resumed.opt.state[name][slot], v)
+    assert not PackTrainer(runs, data).resume(tmp_path / "empty")
+
+
+@pytest.mark.slow   # ~20-30 s on 2 loaded cores: six compilations
+def test_compiled_packs_one_after_another_in_one_process(data, tmp_path):
+    # issue 17, finding 5: every PackTrainer compiles the same graph_step code object, so packs of other
+    # shapes trained in one process (a reused Ray worker) add cache entries (two each here: a full and a
+    # partial batch) until fullgraph=True fails with FailOnRecompileLimitHit (limit 8; 2 here, to see it
+    # with three packs), and their CUDA graph pools are never freed. train_pack resets dynamo at its end.
+    import torch._dynamo
+    from torch._dynamo.backends.debugging import aot_eager
+    torch._dynamo.reset()
+    data40 = load_splits("synthetic", train_subset=40, eval_subset=24)
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for m in (1, 2, 3):
+            runs = [tiny(train_subset=40, epochs=1, seed=10 * m + k, compile=True) for k in range(m)]
+            rows = train_pack(runs, data40, log=None, compile_backend=aot_eager)
+            ref = train_pack([r.replace(compile=False) for r in runs], data40, log=None)
+            for a, b in zip(rows, ref):
+                assert a["status"] == "completed"
+                assert a["val_loss_best"] == b["val_loss_best"] and a["test_acc"] == b["test_acc"]
+    torch._dynamo.reset()

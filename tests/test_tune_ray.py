@@ -204,3 +204,61 @@ def test_ray_job_submit_smoke_main_grid_on_a_loopback_head(tmp_path):
     epochs = read_epochs(str(results))
     smoke = EXPERIMENTS["main_grid"].runs("smoke")  # epochs 0..epochs of each run, once (b=16: 2, b=32: 4)
     assert len(epochs) == sum(r.epochs + 1 for r in smoke) == 10 * 3 + 10 * 5
+
+
+def test_a_pack_out_of_memory_is_re_planned_until_it_fits(tmp_path):
+    # issue 17, finding 2: a CUDA out-of-memory error (injected: the "device" holds one run, and the error
+    # comes at the checkpoint of epoch 1, after its epochs file) ends the trial with a clear message; the
+    # driver splits the pack in halves (4 -> 2 + 2 -> 1 + 1 + 1 + 1), records them in plan.json, moves the
+    # partial files aside and trains the halves: complete results, exactly once, equal to the runs alone
+    import json
+    from initmem.data import load_splits
+    from initmem.results import ResultsWriter
+    from initmem.train import train_pack
+    from tune_jobs.standin import OutOfMemoryAbove
+    exp = experiment_from_spec({"name": "oom", "fixed": {**TINY, "epochs": 3, "optimizer": "adam"},
+                                "axes": {"sigma_w": [0.5, 1.0, 1.5, 2.0]}})
+    lines = []
+    opts = SweepOptions(storage=str(tmp_path / "store"), max_pack_size=4, checkpoint_every=1, max_failures=2,
+                        num_cpus=2, max_concurrent=1, dry_run=False)   # one slot: one pack of 4 to start with
+    res = run_sweep(exp, "full", opts, train_fn=OutOfMemoryAbove(train_pack, max_runs=1, at_epoch=1),
+                    out=lines.append)
+    text = "\n".join(lines)
+    assert res.ok and res.finished_runs == 4, text
+    assert text.count("memory      pack ") == 3, text
+    assert "ran out of memory on cpu: CUDA out of memory" in text
+    assert "re-plans it into 2 packs of 2 and 2 runs" in text and "re-plans it into 2 packs of 1 and 1 runs" in text
+    assert " retry " not in text                                # an out-of-memory error is not retried as is
+    exp_dir = tmp_path / "store" / "oom"
+    stored = json.loads((exp_dir / "plan.json").read_text())
+    assert [len(p) for p in stored["packs"]] == [1, 1, 1, 1] and len(stored["replaced"]) == 3
+    assert len(list((exp_dir / "replanned").iterdir())) == 3     # the 4-pack's and the two 2-packs' files
+    # exactly once, and what each run computes alone
+    a = read_epochs(res.results)
+    assert len(a) == 4 * 4 and not a.duplicated(["run_id", "epoch"]).any()
+    data = load_splits("synthetic", train_subset=TINY["train_subset"], eval_subset=TINY["eval_subset"])
+    alone = tmp_path / "alone"
+    for r in exp.runs("full"):
+        train_pack([r], data, results=str(alone), log=None)
+    b = read_epochs(str(alone))
+    pd.testing.assert_frame_equal(_sorted(a, ["run_id", "epoch"]).drop(columns="wall_time"),
+                                  _sorted(b, ["run_id", "epoch"]).drop(columns="wall_time"))
+    runs = read_runs(res.results)
+    assert len(runs) == 4 and set(runs["status"]) == {"completed"} and runs["run_id"].is_unique
+    assert all(ResultsWriter(res.results).finished_rows(pid) for pid in res.plan.pack_ids)
+    # a re-run keeps the new packs and trains nothing
+    again = run_sweep(exp, "full", opts, out=lines.append)
+    assert again.ok and "nothing to train" in "\n".join(lines[-6:])
+
+
+def test_a_single_run_that_does_not_fit_is_an_error_not_a_loop(tmp_path):
+    from tune_jobs.standin import OutOfMemoryAbove, instant_train_pack
+    exp = experiment_from_spec({"name": "oom1", "fixed": {**TINY, "epochs": 2},
+                                "axes": {"sigma_w": [0.5, 2.0]}})
+    lines = []
+    res = run_sweep(exp, "full", SweepOptions(storage=str(tmp_path), max_pack_size=2, num_cpus=2, max_concurrent=1,
+                                              dry_run=False),
+                    train_fn=OutOfMemoryAbove(instant_train_pack, max_runs=0), out=lines.append)
+    assert not res.ok and res.finished_runs == 0 and len(res.errors) == 2, "\n".join(lines)
+    assert all("a single run does not fit" in e for e in res.errors)
+    assert sum(line.startswith("memory ") for line in lines) == 3   # the pack of 2, then each run once

@@ -166,6 +166,87 @@ def test_uri_paths():
     assert EXPERIMENTS["main_grid"].label("smoke") == "main_grid_smoke"
 
 
+def test_a_trial_on_another_device_keeps_the_planned_run_ids():
+    # issue 17, finding 7: a CPU plan keeps precision=auto (fp32 there); moved to a GPU worker, auto
+    # turned into tf32, so run_id and pack_id changed and the plan never saw the pack finish
+    from initmem.config import pack_id
+    from tune_jobs.runner import trial_runs
+    exp = experiment_from_spec(TINY)
+    for kind in ("cpu", "cuda"):
+        plan = make_plan("tiny", "full", exp.runs("full"), Device(kind, kind, 8.0, 1, 0.3), max_pack=2)
+        for pack in plan.packs:
+            for other in ("cpu", "cuda"):
+                moved = trial_runs([r.to_dict() for r in pack], other)
+                assert {r.device for r in moved} == {other}
+                assert [r.run_id for r in moved] == [r.run_id for r in pack] and pack_id(moved) == pack_id(pack)
+                assert [r.effective_precision for r in moved] == [r.effective_precision for r in pack]
+
+
+# --- packs that do not fit: re-planned into smaller ones (issue 17, finding 2) -------------------------
+
+def _four_run_plan(exp_dir):
+    exp = experiment_from_spec(TINY)
+    plan = make_plan("tiny", "full", exp.runs("full"), Device("cpu", "cpu", 8.0, 1, 0.3), max_pack=4)
+    check_storage(exp_dir)
+    save_plan(plan, exp_dir)
+    return exp, plan
+
+
+def test_a_pack_out_of_memory_is_split_in_halves_and_its_partial_files_set_aside(tmp_path):
+    from initmem.config import pack_id
+    from initmem.results import ResultsWriter, read_epochs
+    from tune_jobs.replan import out_of_memory_message, replan_out_of_memory
+    exp_dir = str(tmp_path / "tiny")
+    exp, plan = _four_run_plan(exp_dir)
+    assert [len(p) for p in plan.packs] == [2, 2]              # the adam and sgd groups
+    big, other = plan.packs
+    instant_train_pack(big, results=exp_dir, checkpoint_dir=tmp_path / "c0", stop_after_epoch=2, log=None)
+    instant_train_pack(other, results=exp_dir, checkpoint_dir=tmp_path / "c1", log=None)
+    msg = out_of_memory_message(plan.pack_ids[0], big, RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert plan.pack_ids[0] in msg and "2 runs" in msg and "Tried to allocate" in msg and "2 packs of 1 and 1" in msg
+    lines = []
+    new, errors = replan_out_of_memory(plan, {plan.pack_ids[0]: msg}, exp_dir, lines.append)
+    assert not errors and [len(p) for p in new.packs] == [1, 1, 2]
+    assert new.replaced == {plan.pack_ids[0]: [pack_id(p) for p in new.packs[:2]]}
+    assert sorted(r.run_id for p in new.packs for r in p) == sorted(r.run_id for r in plan.runs)
+    # the old pack's rows left the results (the halves recompute them); the other pack's stayed
+    epochs = read_epochs(exp_dir)
+    assert set(epochs.run_id) == {r.run_id for r in other}
+    aside = tmp_path / "tiny" / "replanned" / plan.pack_ids[0]
+    assert (aside / "runs.parquet").exists() and sorted(p.name for p in (aside / "epochs").iterdir()) == \
+        ["e00000-00001.parquet", "e00002-00002.parquet"]
+    assert any("moved to replanned/" in line for line in lines)
+    # the halves train; the results are complete and exactly once
+    for p in new.packs[:2]:
+        instant_train_pack(p, results=exp_dir, log=None)
+    epochs = read_epochs(exp_dir)
+    assert len(epochs) == 4 * 5 and not epochs.duplicated(["run_id", "epoch"]).any()
+    # the stored plan keeps them, and a single run that does not fit is an error, not another split
+    save_plan(new, exp_dir)
+    again = load_plan(exp_dir, exp.runs("full"))
+    assert [[r.run_id for r in p] for p in again.packs] == [[r.run_id for r in p] for p in new.packs]
+    assert again.replaced == new.replaced
+    one = again.pack_ids[0]
+    same, errors = replan_out_of_memory(again, {one: out_of_memory_message(one, again.packs[0], RuntimeError("oom"))},
+                                        exp_dir, lines.append)
+    assert same is again and len(errors) == 1 and "a single run does not fit" in errors[0]
+    assert ResultsWriter(exp_dir).pack_rows(one)                # nothing set aside for it
+
+
+def test_a_smaller_max_pack_size_splits_unstarted_stored_packs(tmp_path):
+    from tune_jobs.replan import cap_unstarted_packs
+    exp_dir = str(tmp_path / "tiny")
+    _, plan = _four_run_plan(exp_dir)
+    instant_train_pack(plan.packs[0], results=exp_dir, checkpoint_dir=tmp_path / "c0", stop_after_epoch=1, log=None)
+    lines = []
+    capped = cap_unstarted_packs(plan, 1, exp_dir, lines.append)
+    assert [len(p) for p in capped.packs] == [2, 1, 1]          # the started pack keeps its size
+    assert list(capped.replaced) == [plan.pack_ids[1]]
+    assert any("1 started pack(s) keep their size" in line for line in lines)
+    assert cap_unstarted_packs(plan, 4, exp_dir, lines.append) is plan
+    assert cap_unstarted_packs(plan, None, exp_dir, lines.append) is plan
+
+
 def test_cluster_wait_names_why_nothing_answered():
     """slurm/initmem.sbatch waits with `python -m tune_jobs.cluster wait`: an address where no head ever
     answers ends with exit 2 and the reason (not 'no nodes', which hid a wrong token)."""

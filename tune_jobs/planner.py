@@ -5,9 +5,11 @@
 
 A pack is the runs that share RunConfig.pack_key (config.group_into_packs), split at a maximum
 pack size that defaults from the device:
-  - cuda: as many runs as fit in GPU memory (GPU_MEMORY_FRACTION of it, after the data), from an
-    analytic model of weights + gradients + optimizer state + saved activations per run; a group
-    too big for one GPU is split into equal packs;
+  - cuda: as many runs as fit in GPU memory (GPU_MEMORY_FRACTION of it, after the data), from the
+    memory model of initmem/memory.py (weights + gradients + optimizer state, and the larger of a
+    training step's activations and an evaluation chunk; with compile, the CUDA graph pools of both),
+    and no more than keep every tensor under 2**31 elements; a group too big for one GPU is split
+    into equal packs;
   - cpu: CPU_PACK_SIZE = 1 run: packing never pays on a CPU (issue 10: bench/bench_train.py on 2 cores,
     M = 4 cost 1.34x per run of bare runs, M = 1 1.01x; the profile puts the extra time in oneDNN's
     grouped convolutions, 2.2x slower in inference than 4 separate convolutions), and a CPU has no
@@ -29,13 +31,13 @@ import heapq
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Sequence
 
 from initmem.architectures import MODELS, cost
 from initmem.config import AUTO_PRECISION, ConfigError, RunConfig, group_by_pack_key, group_into_packs, pack_id
-from initmem.optimizers import OPTIMIZERS
+from initmem.memory import data_bytes, max_runs_int32, run_memory_bytes  # the memory model, shared with train_pack
 
 CPU_PACK_SIZE = 1            # default max pack size on CPU workers (packing does not pay there)
 GPU_MEMORY_FRACTION = 0.75   # share of GPU memory packs may plan to use (allocator slack, cuDNN workspaces)
@@ -48,20 +50,6 @@ DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.30}  # achieved fraction of peak (p
 # TF32 runs on the CUDA cores). A CPU core: AVX2/AVX-512 FMA at ~2.5 GHz.
 GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
 CPU_CORE_PEAK_GFLOPS = {"fp64": 25.0, "fp32": 50.0, "tf32": 50.0, "bf16": 50.0}
-# Per-parameter copies held during training (OptimizerSpec.state_copies, initmem.optimizers): weights,
-# the optimizer's flat gradient and scratch buffers, lr per element, the int32 run index and the bool
-# active mask, optimizer slots, and the gradients autograd is producing at the backward peak.
-# Measured on CPU with bench/bench_memory.py (the fit's state term / (4 bytes x parameters) at widths
-# 0.5 and 1, 2026-12-02): sgd 5.9, adamw 7.9, muon 7.9; sgd_momentum (+velocity) and muon_conv
-# (+Newton-Schulz input and work buffer of the conv kernels) by one copy more.
-# Measured per-run bytes = state[optimizer] + per_image * batch_size, fp32, one step's peak tensor
-# memory on CPU (bench/bench_memory.py --widths 1 0.5 --batches 16 64 128 --optimizers sgd adamw muon;
-# allocation sizes are the same on a GPU, whose workspaces GPU_MEMORY_FRACTION leaves room for).
-# Used instead of the analytic model where the (arch, width) and optimizer are in the table.
-MEASURED_RUN_BYTES = {
-    ("resnet9", 1.0): ({"sgd": 156.05e6, "adam": 208.84e6, "adamw": 208.84e6, "muon": 208.83e6}, 3.776e6),
-    ("resnet9", 0.5): ({"sgd": 38.43e6, "adam": 51.61e6, "adamw": 51.61e6, "muon": 51.62e6}, 1.916e6),
-}
 
 
 # --- architectures: their cost is initmem.architectures.cost (analytic for the ResNets, measured otherwise)
@@ -81,31 +69,6 @@ def run_flops(cfg: RunConfig) -> float:
     n_train, n_eval = cfg.n_train, cfg.n_eval
     per_epoch = 3 * n_train + 2 * n_eval
     return cost(cfg).flops * (cfg.epochs * per_epoch + n_train + 2 * n_eval)
-
-
-def _bytes(precision: str) -> int:
-    return {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2}[precision]
-
-
-def run_memory_bytes(cfg: RunConfig) -> float:
-    """Device memory one run of a pack needs while training (state + one batch of activations):
-    the measured table where it has the configuration, else the analytic model (calibrated on it)."""
-    precision = cfg.effective_precision
-    word = 8 if precision == "fp64" else 4
-    measured = MEASURED_RUN_BYTES.get((cfg.arch, float(cfg.width)))
-    if measured is not None and cfg.optimizer in measured[0]:
-        state, per_image = measured
-        return state[cfg.optimizer] * word / 4 + per_image * cfg.batch_size * _bytes(precision) / 4
-    c = cost(cfg)
-    state = c.params * OPTIMIZERS[cfg.optimizer].state_copies * word
-    acts = c.act_floats * cfg.batch_size * _bytes(precision)
-    return state + acts
-
-
-def data_bytes(cfg: RunConfig) -> float:
-    """The splits held once on the device as floats."""
-    n_train, n_eval = cfg.n_train, cfg.n_eval
-    return (n_train + 2 * n_eval) * 3 * 32 * 32 * (8 if cfg.effective_precision == "fp64" else 4)
 
 
 # --- devices ----------------------------------------------------------------------------------------
@@ -173,16 +136,19 @@ def _host_ram_gb() -> float:
 
 
 def max_pack_size(cfg: RunConfig, device: Device) -> int:
-    """The largest pack of runs like cfg that the device holds (CPU: at most CPU_PACK_SIZE; a plain
-    model with BatchNorm: 1, initmem.generic)."""
+    """The largest pack of runs like cfg that the device holds (initmem.memory: training, evaluation,
+    CUDA graph pools), and whose tensors all stay under 2**31 elements (CPU: at most CPU_PACK_SIZE; a
+    plain model with BatchNorm: 1, initmem.generic). The run is sized on the device's kind (its
+    evaluation chunks are the device's)."""
     if not MODELS[cfg.arch].packed and cost(cfg).batchnorm:
         return 1
+    cfg = _on_device(cfg, device.kind)
     per_run = run_memory_bytes(cfg)
     if device.kind == "cpu":
         usable = device.memory_gb * 1e9
-        return max(1, min(CPU_PACK_SIZE, int(usable // per_run)))
+        return max(1, min(CPU_PACK_SIZE, int(usable // per_run), max_runs_int32(cfg)))
     usable = device.memory_gb * 1e9 * GPU_MEMORY_FRACTION - data_bytes(cfg)
-    return max(1, int(usable // per_run))
+    return max(1, min(int(usable // per_run), max_runs_int32(cfg)))
 
 
 # --- plans ------------------------------------------------------------------------------------------
@@ -196,6 +162,7 @@ class Plan:
     device: Device
     max_pack_size: int | None    # explicit cap, None = from the device per group
     description: str = ""
+    replaced: dict[str, list[str]] = field(default_factory=dict)  # pack id -> the ids it was split into
 
     @cached_property
     def pack_ids(self) -> list[str]:

@@ -126,6 +126,10 @@ def progress_callback(labels: dict[str, str], line: ProgressLine, out: Callable[
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             r = trial.last_result or {}
+            if r.get("out_of_memory") or r.get("replanned"):   # not finished: its runs train in smaller packs
+                what = "out of memory" if r.get("out_of_memory") else "replaced (split into smaller packs)"
+                self._say(f"{self._head(trials)} {what} {self._name(trial)}")
+                return
             line.pack_finished(trial.config.get("pack_id"))
             counts = " ".join(f"{k[2:]}={v}" for k, v in r.items() if k.startswith("n_"))
             what = "skipped (already finished)" if r.get("skipped") else "done   "

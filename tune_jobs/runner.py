@@ -58,6 +58,7 @@ from tune_jobs.cluster import check_shared_storage, connect_ray  # noqa: E402
 from tune_jobs.progress import ProgressLine, progress_callback  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
                                make_plan, pack_labels)
+from tune_jobs.replan import cap_unstarted_packs, replan_out_of_memory, train_or_out_of_memory  # noqa: E402
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,6 +73,7 @@ class Job:
     checkpoint_every: int | None
     train_fn: Callable | None = None   # None -> initmem.train.train_pack
     verbose: bool = False
+    replaced: tuple[str, ...] = ()     # pack ids split into smaller packs (a restored trial of one ends quietly)
     plugins: list = dataclasses.field(default_factory=list)  # initmem.registry.plugin_sources(): loaded first
 
 
@@ -172,8 +174,10 @@ def check_provenance(root: str, runs: Sequence[RunConfig], data: str | None, on_
 # --- plan persistence -----------------------------------------------------------------------------
 
 def save_plan(plan: Plan, root: str) -> None:
-    """plan.json of the sweep (initmem.layout.write_plan)."""
-    write_plan(root, plan.experiment, plan.preset, plan.description, [[r.to_dict() for r in p] for p in plan.packs])
+    """plan.json of the sweep (initmem.layout.write_plan), with the packs split after running out of
+    memory (tune_jobs/replan.py)."""
+    write_plan(root, plan.experiment, plan.preset, plan.description, [[r.to_dict() for r in p] for p in plan.packs],
+               plan.replaced)
 
 
 def load_plan(root: str, runs: Sequence[RunConfig]) -> Plan | None:
@@ -193,7 +197,7 @@ def load_plan(root: str, runs: Sequence[RunConfig]) -> Plan | None:
             "Use another --storage, or the same options (--preset, --set) as the first run.")
     device = Device(packs[0][0].device, packs[0][0].device, 0.0)
     return Plan(stored["experiment"], stored["preset"], [r for p in packs for r in p], packs, device, None,
-                stored.get("description", ""))
+                stored.get("description", ""), stored.get("replaced", {}))
 
 
 def finished_packs(root: str, plan: Plan) -> set[str]:
@@ -221,6 +225,14 @@ def _load_data(dataset: str, path: str | None, train_subset: int, eval_subset: i
     return _DATA_CACHE[key]
 
 
+def trial_runs(run_dicts: Sequence[dict], device: str) -> list[RunConfig]:
+    """The planned runs of a pack, moved to the device the trial was given, computing what was planned:
+    the precision is pinned first (precision=auto resolves per device; a CPU-planned run would turn
+    into tf32 on a GPU, a new run_id and pack_id the plan never sees finish)."""
+    runs = [RunConfig.from_dict(d) for d in run_dicts]
+    return [r.replace(device=device, precision=r.effective_precision) if r.device != device else r for r in runs]
+
+
 def pack_trainable(config: dict, job: Job) -> None:
     """Train one pack: resume from Tune's checkpoint if any, report every checkpoint to Tune."""
     import ray
@@ -230,11 +242,13 @@ def pack_trainable(config: dict, job: Job) -> None:
         from initmem.registry import load_shipped
         load_shipped(job.plugins, os.path.join(tempfile.gettempdir(), f"initmem-plugins-{os.getpid()}"))
     pid = config["pack_id"]
+    if pid in job.replaced:  # a restored trial of a pack since split into smaller packs (trials of their own)
+        tune.report({"replanned": True})
+        return
     if pid not in job.packs:
         raise SweepError(f"pack {pid} is not in this sweep's plan (was plan.json replaced?)")
-    runs = [RunConfig.from_dict(d) for d in job.packs[pid]]
     device = "cuda" if ray.get_gpu_ids() else "cpu"  # what this trial was given, whatever was planned
-    runs = [r.replace(device=device) if r.device != device else r for r in runs]
+    runs = trial_runs(job.packs[pid], device)
     cfg = runs[0]
     writer = ResultsWriter(job.root)
     done = writer.finished_rows(pid)
@@ -263,8 +277,13 @@ def pack_trainable(config: dict, job: Job) -> None:
                          "elapsed_s": time.time() - start},
                         checkpoint=tune.Checkpoint.from_directory(str(directory)))
 
-        rows = train_fn(runs, data, results=writer, checkpoint_dir=ckpt_dir, checkpoint_every=job.checkpoint_every,
-                        on_checkpoint=on_checkpoint, log=print if job.verbose else None)
+        rows, out_of_memory = train_or_out_of_memory(
+            train_fn, pid, runs, data, results=writer, checkpoint_dir=ckpt_dir, checkpoint_every=job.checkpoint_every,
+            on_checkpoint=on_checkpoint, log=print if job.verbose else None)
+        if out_of_memory is not None:  # a clear result, not an error Tune would retry as it is
+            print(f"[{pid}] {out_of_memory}", flush=True)
+            tune.report({"runs": len(runs), "out_of_memory": out_of_memory})   # the driver re-plans the pack
+            return
         tune.report({"epoch": max(int(r["epochs_done"] or 0) for r in rows), "epochs": cfg.epochs,
                      "runs": len(runs), "elapsed_s": time.time() - start, **_status_counts(rows)})
     finally:
@@ -341,6 +360,10 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
         if stored is not None:  # its packs win: Tune's trials and the Parquet pack ids stay valid
             plan = dataclasses.replace(stored, device=device)
             out(f"plan        the packs of the first run ({join(root, PLAN_FILE)})")
+            capped = cap_unstarted_packs(plan, opts.max_pack_size, root, out)  # an explicit smaller cap
+            if capped is not plan:
+                plan = capped
+                save_plan(plan, root)
         else:
             plan = make_plan(label, preset, runs, device, opts.max_pack_size, exp.description)
             save_plan(plan, root)
@@ -348,9 +371,9 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
         out(format_plan(plan, len(done)))
         out(f"storage     {root}")
         todo = [pid for pid in plan.pack_ids if pid not in done]
-        job = Job({pid: [r.to_dict() for r in p] for pid, p in zip(plan.pack_ids, plan.packs)}, root, data,
-                  opts.download, opts.checkpoint_every, train_fn, opts.verbose, plugin_sources())
-        errors = _fit(plan, job, todo, opts, out) if todo else []
+        job = Job(_job_packs(plan), root, data, opts.download, opts.checkpoint_every, train_fn, opts.verbose,
+                  tuple(plan.replaced), plugin_sources())
+        plan, errors = _fit(plan, job, todo, opts, out) if todo else (plan, [])
         if not todo:
             out("nothing to train: every pack of this experiment is already finished")
     finally:
@@ -360,8 +383,52 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
     return _summarize(plan, root, errors, time.time() - t0, out)
 
 
+def _job_packs(plan: Plan) -> dict[str, list[dict]]:
+    """pack_id -> run dicts: what the trials look their pack up in."""
+    return {pid: [r.to_dict() for r in p] for pid, p in zip(plan.pack_ids, plan.packs)}
+
+
 def _fit(plan: Plan, job: Job, todo: list[str], opts: SweepOptions,
-         out: Callable[[str], None]) -> list[str]:
+         out: Callable[[str], None]) -> tuple[Plan, list[str]]:
+    """Train the todo packs as Tune trials, restoring the Tune experiment where there is one. A pack that
+    ran out of memory is replaced by its halves in the plan (saved: re-runs keep them) and they train in
+    the next round; a single run that does not fit is an error. Returns (the plan, the errors)."""
+    from ray import tune
+    errors: list[str] = []
+    given_up: set[str] = set()           # single runs that do not fit the device
+    tune_path = tune_dir(job.root)
+    restore = tune.Tuner.can_restore(tune_path)
+    while todo:
+        grid = _tune_round(plan, job, todo, tune_path, opts, out, restore)
+        round_errors = _errors(grid)
+        errors += round_errors
+        out_of_memory = {r.config["pack_id"]: r.metrics["out_of_memory"] for r in grid
+                         if (r.metrics or {}).get("out_of_memory") and r.config.get("pack_id") in plan.pack_ids}
+        if out_of_memory:
+            plan, too_big = replan_out_of_memory(plan, out_of_memory, job.root, out)
+            errors += too_big
+            given_up |= {pid for pid in out_of_memory if pid in plan.pack_ids}
+            save_plan(plan, job.root)
+            job = dataclasses.replace(job, packs=_job_packs(plan), replaced=tuple(plan.replaced))
+        finished = finished_packs(job.root, plan)
+        unfinished = [pid for pid in plan.pack_ids if pid not in finished and pid not in given_up]
+        tried = {r.config.get("pack_id") for r in grid}
+        if restore:
+            if round_errors:
+                break
+            stale = [pid for pid in unfinished if pid in tried]
+            if stale:  # Tune's state says these are done but the Parquet does not have them (results deleted?)
+                out(f"tune        {len(stale)} pack(s) unfinished in the Parquet though Tune finished them: new trials")
+            todo = unfinished
+        else:            # every pack of this round was tried: what is left are the halves of those that did not fit
+            todo = [pid for pid in unfinished if pid not in tried]
+        restore = False
+    return plan, errors
+
+
+def _tune_round(plan: Plan, job: Job, todo: list[str], tune_path: str, opts: SweepOptions,
+                out: Callable[[str], None], restore: bool):
+    """One Tuner.fit: the restored Tune experiment, or new trials for the todo packs. Its ResultGrid."""
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback  # result.json per trial: ResultGrid metrics
 
@@ -370,20 +437,11 @@ def _fit(plan: Plan, job: Job, todo: list[str], opts: SweepOptions,
     line = ProgressLine(job.root, sizes, {pid: p[0].epochs for pid, p in zip(plan.pack_ids, plan.packs)})
     trainable = tune.with_resources(tune.with_parameters(pack_trainable, job=job),
                                     trial_resources(plan.device, opts))
-    tune_path = tune_dir(job.root)
     storage_path, name = posixpath.split(tune_path)  # a local path or a URI
-    errors: list[str] = []
-    if tune.Tuner.can_restore(tune_path):
+    if restore:
         out(f"tune        resuming the Tune experiment in {tune_path} (unfinished and errored trials "
             "continue from their last checkpoint)")
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
-        errors = _errors(tuner.fit())
-        left = [pid for pid in todo if pid not in finished_packs(job.root, plan)]
-        if not left or errors:
-            return errors
-        # Tune's state says these are done but the Parquet does not have them (results deleted?):
-        out(f"tune        {len(left)} pack(s) unfinished in the Parquet though Tune finished them: new trials")
-        todo = left
+        return tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True).fit()
     out(f"tune        {len(todo):,} trial(s), {trial_resources(plan.device, opts)} each, "
         f"max concurrent {opts.max_concurrent or 'by resources'}, checkpoint every "
         f"{opts.checkpoint_every or 'epochs // 30'} epoch(s), max_failures {opts.max_failures}")
@@ -403,7 +461,7 @@ def _fit(plan: Plan, job: Job, todo: list[str], opts: SweepOptions,
             callbacks=[progress_callback(labels, line, out), JsonLoggerCallback()],
         ),
     )
-    return errors + _errors(tuner.fit())
+    return tuner.fit()
 
 
 def _errors(grid) -> list[str]:

@@ -13,6 +13,11 @@ so an interrupted and resumed pack writes exactly the rows of an uninterrupted o
 CrashOnce wraps a train function (this one or the real train_pack) and kills the trial's process
 with os._exit right after the checkpoint of a given epoch, the first time only (a marker file
 remembers): Tune must retry the trial from that checkpoint.
+
+OutOfMemoryAbove wraps a train function as a device that holds `max_runs` runs: a bigger pack raises
+torch.OutOfMemoryError (CUDA's), before training or at the checkpoint of a given epoch (after its
+epochs file: partial results the re-plan must set aside). tests/test_tune_ray.py and
+bench/gpu_checks.py --cpu inject it; the runner must re-plan the pack into smaller ones.
 """
 
 from __future__ import annotations
@@ -150,4 +155,30 @@ class CrashOnce:
             if epoch == self.after_epoch and not os.path.exists(self.marker):
                 Path(self.marker).write_text(f"{pack_id(runs)} crashed after the checkpoint of epoch {epoch}\n")
                 armed.append(True)
+        return self.train_fn(runs, data, *args, on_checkpoint=hook, **kwargs)
+
+
+class OutOfMemoryAbove:
+    """Wrap a train function: a pack of more than `max_runs` runs raises torch.OutOfMemoryError, as on a
+    device that holds max_runs runs; at the checkpoint of `at_epoch` (its epochs file written, like an
+    out-of-memory error in the middle of training), or before training when at_epoch is None.
+    Picklable, so Tune can ship it to a worker."""
+
+    def __init__(self, train_fn: Callable, max_runs: int, at_epoch: int | None = None):
+        self.train_fn, self.max_runs, self.at_epoch = train_fn, max_runs, at_epoch
+
+    def __call__(self, runs, data, *args, on_checkpoint=None, **kwargs):
+        import torch
+        if len(runs) <= self.max_runs:
+            return self.train_fn(runs, data, *args, on_checkpoint=on_checkpoint, **kwargs)
+        msg = (f"CUDA out of memory. (injected by tune_jobs.standin.OutOfMemoryAbove: a pack of {len(runs)} runs, "
+               f"the device holds {self.max_runs})")
+        if self.at_epoch is None:
+            raise torch.OutOfMemoryError(msg)
+
+        def hook(epoch, directory):
+            if epoch >= self.at_epoch:
+                raise torch.OutOfMemoryError(msg)
+            if on_checkpoint is not None:
+                on_checkpoint(epoch, directory)
         return self.train_fn(runs, data, *args, on_checkpoint=hook, **kwargs)
