@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from initmem.config import RunConfig
-from tune_jobs.planner import data_bytes, forward_flops, run_memory_bytes
+from initmem.memory import data_bytes, run_memory_bytes
+from tune_jobs.planner import forward_flops
 
 
 @pytest.fixture(scope="module")
