@@ -120,7 +120,9 @@ def test_main_grid_dry_run_command_within_10_seconds(tmp_path):
 
 def test_cost_uses_the_precision_that_will_run():
     runs = EXPERIMENTS["best_recipe"].runs("full")
-    hours = {p: make_plan("x", "full", [r.replace(precision=p) for r in runs], GPU80).device_hours()
+    def flop_hours(plan):  # the FLOP part of the estimate (the launch floor is tested below)
+        return sum(run_seconds(r, plan.device) for r in plan.runs) / 3600
+    hours = {p: flop_hours(make_plan("x", "full", [r.replace(precision=p) for r in runs], GPU80))
              for p in ("auto", "tf32", "fp32", "bf16")}
     assert hours["auto"] == hours["tf32"] == pytest.approx(hours["fp32"] * 67 / 495)
     assert hours["bf16"] == pytest.approx(hours["tf32"] / 2)
@@ -129,6 +131,18 @@ def test_cost_uses_the_precision_that_will_run():
     # auto is resolved at plan time, and hashes as what it resolves to: the run ids do not move
     assert [r.run_id for r in make_plan("x", "full", runs, GPU80).runs] == \
         [r.replace(device="cuda").run_id for r in runs]
+
+
+def test_small_packs_on_a_gpu_cost_at_least_their_kernel_launches():
+    from tune_jobs.planner import GPU_STEP_FLOOR_S, pack_seconds
+    runs = EXPERIMENTS["main_grid"].runs("mini")
+    pack = [r.replace(device="cuda") for r in runs if r.optimizer == "sgd" and r.batch_size == 16]
+    r = pack[0]
+    floor = pack_seconds(pack, GPU80)
+    assert floor > sum(run_seconds(x, GPU80) for x in pack) * 10        # a width-1/8 pack is launch-bound
+    assert r.total_steps * GPU_STEP_FLOOR_S < floor < 1.5 * r.total_steps * GPU_STEP_FLOOR_S
+    big = [x.replace(device="cuda") for x in EXPERIMENTS["main_grid"].runs("full")[:50]]
+    assert pack_seconds(big, GPU80) == pytest.approx(sum(run_seconds(x, GPU80) for x in big))  # width 1: FLOP-bound
 
 
 def test_lpt_makespan_by_hand():
@@ -158,7 +172,8 @@ def test_groups_are_split_so_no_trial_is_much_longer_than_the_ideal_makespan():
             assert len(p) * gpu_bytes(p[0]) <= 0.75 * 80e9
     # a group of one run cannot be split: it is the floor
     one = make_plan("x", "full", runs[:1], Device("cuda", "t", 80.0, efficiency=0.4, slots=8))
-    assert len(one.packs) == 1 and one.makespan_hours(8) == pytest.approx(run_seconds(one.runs[0], one.device) / 3600)
+    from tune_jobs.planner import pack_seconds
+    assert len(one.packs) == 1 and one.makespan_hours(8) == pytest.approx(pack_seconds(one.packs[0], one.device) / 3600)
 
 
 def test_dry_run_with_gpus_prints_gpu_hours_at_tf32_and_the_makespan(tmp_path, capsys):

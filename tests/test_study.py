@@ -121,7 +121,7 @@ def test_smoke_epochs_give_the_updates():
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match=r"preset='huge' is not allowed: one of \['full', 'smoke'\]"):
+    with pytest.raises(ConfigError, match=r"preset='huge' is not allowed: one of \['full', 'smoke', 'mini'\]"):
         EXPERIMENTS["main_grid"].runs("huge")
 
 
@@ -153,3 +153,25 @@ def test_a_few_run_ids_by_value():
     assert EXPERIMENTS["depth"].runs("full")[-1].run_id == "d7db50d517a78498"
 
 
+
+
+def test_mini_presets_keep_the_science_and_cut_the_size(full):
+    mini = {name: e.runs("mini") for name, e in EXPERIMENTS.items()}
+    assert {n: len(r) for n, r in mini.items()} == {"main_grid": 150, "long_sgd": 10, "lr_l2": 210, "norm_aug": 120,
+                                                    "best_recipe": 24, "depth": 180}
+    for name, runs in mini.items():
+        assert EXPERIMENTS[name].label("mini") == f"{name}_mini"
+        assert all((r.width, r.train_subset, r.eval_subset) == (0.125, 512, 200) for r in runs), name
+        full_sig = set(values(full[name], "sigma_w"))
+        assert set(values(runs, "sigma_w")) == (set(SIGMA5) if set(SIGMA5) <= full_sig else full_sig), name
+        assert len(values(runs, "seed")) == min(3, len(values(full[name], "seed"))), name
+        if len(values(full[name], "batch_size")) > 1:
+            assert values(runs, "batch_size") == [16, 128], name
+        # the science fields are the paper's: optimizer, lr0 (one extra lr_l2 setting, labelled), schedule, ...
+        for field in ("arch", "norm", "augment", "optimizer", "schedule", "momentum", "weight_decay"):
+            assert set(values(runs, field)) <= set(values(full[name], field)), (name, field)
+        extra = {(r.lr0, r.l2) for r in runs} - {(r.lr0, r.l2) for r in full[name]}
+        assert extra == ({(0.1, 0.3)} if name == "lr_l2" else set()), (name, extra)
+    assert values(mini["main_grid"], "epochs") == [40] and values(mini["long_sgd"], "epochs") == [400]
+    assert {(r.optimizer, r.lr0) for r in mini["main_grid"]} == {(o, 1e-3) for o in OPT5}  # no smoke lr swap
+    assert values(mini["depth"], "patience") == [0, 4] and values(mini["best_recipe"], "epochs") == [27]

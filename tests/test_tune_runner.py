@@ -259,3 +259,17 @@ def test_cluster_wait_names_why_nothing_answered():
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"127.0.0.1:{port}" in proc.stderr and ("cannot be joined" in proc.stderr or "no Ray head" in proc.stderr)
     assert time.time() - t0 < 60
+
+
+def test_study_dry_run_prints_each_mini_with_cpu_and_gpu_estimates(capsys, tmp_path):
+    from tune_jobs.study import main as study_main
+    assert study_main(["--preset", "mini", "--dry-run", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name, n in (("main_grid", 150), ("long_sgd", 10), ("lr_l2", 210)):
+        block = out[out.index(f"experiment  {name}_mini (mini preset), cut from the full grid"):]
+        assert f"runs        {n}\n" in block
+        assert "on one trial slot (1 CPU core)" in block.split("experiment  ")[1]
+        assert "on one GPU (H100-class" in block.split("experiment  ")[1]
+    assert not (tmp_path / "main_grid_mini").exists() and not ray_started()
+    assert study_main(["--experiments", "nosuch", "--dry-run"]) == 2
+    assert "--experiments ['nosuch'] is not allowed" in capsys.readouterr().err

@@ -4,6 +4,7 @@
     python -m tune_jobs main_grid --preset smoke
     python -m tune_jobs my_grid.yaml --preset full --dry-run
     python -m tune_jobs status results/main_grid_smoke [--watch]   # where a sweep stands (no Ray)
+    python -m tune_jobs study --preset mini                         # the findings' three minis, one report
 """
 
 import sys
@@ -11,6 +12,9 @@ import sys
 if sys.argv[1:2] == ["status"]:  # before the sweep's imports: status reads the storage only
     from tune_jobs.status import main as status_main
     raise SystemExit(status_main(sys.argv[2:]))
+if sys.argv[1:2] == ["study"]:   # several experiments on one storage, one report (tune_jobs/study.py)
+    from tune_jobs.study import main as study_main
+    raise SystemExit(study_main(sys.argv[2:]))
 
 from tune_jobs.cli import main  # noqa: E402
 

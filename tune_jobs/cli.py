@@ -21,6 +21,7 @@ from typing import Sequence
 
 from initmem.cli import HelpFormatter
 from initmem.config import FIELD_DOCS, ConfigError
+from initmem.layout import REPORT_FILE
 from initmem.registry import add_plugin_option, load_plugins, plugins_in_argv
 from initmem.study import EXPERIMENTS, PRESETS
 from tune_jobs.errors import SweepError
@@ -50,6 +51,13 @@ def _parse_set(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+PRESET_HELP = ("smoke: the same grid cut to 2 sigmas, 1 seed, b 16 and 32, width 1/8 on 2,400 images, >= 300 updates "
+               "per run, about 3 minutes at most on 2 CPU cores; mini: the paper's questions on a laptop (5 sigmas, "
+               "3 seeds, b 16 and 128, width 1/8 on 512 images, 40 epochs; initmem/study.py; the three findings minis about 90 min on 2 CPU cores); full: the grid as "
+               f"written (the paper's for the catalogue); allowed: {', '.join(PRESETS)}; default: smoke for the "
+               "catalogue's experiments, full (as written) for a grid file")
+
+
 def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
     prog = f"python -m tune_jobs.{experiment}" if experiment else "python -m tune_jobs"
     desc = EXPERIMENTS[experiment].description if experiment in EXPERIMENTS else \
@@ -59,10 +67,7 @@ def build_parser(experiment: str | None = None) -> argparse.ArgumentParser:
     if experiment is None:
         p.add_argument("experiment", nargs="?", help=f"one of {list(EXPERIMENTS)}, or a .yaml/.py grid file")
         p.add_argument("--list", action="store_true", help="list the catalogue and exit")
-    p.add_argument("--preset", choices=PRESETS, default="smoke",
-                   help="smoke: the same grid cut to 2 sigmas, 1 seed, b 16 and 32, width 1/8 on 2,400 images, "
-                        ">= 300 updates per run, about 3 minutes at most on 2 CPU cores; full: the paper's grid; "
-                        f"allowed: {', '.join(PRESETS)}; default: smoke")
+    p.add_argument("--preset", choices=PRESETS, default=None, help=PRESET_HELP)
     add_arguments(p)  # every sweep option, from its definition (tune_jobs/options.py)
     add_plugin_option(p)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -93,27 +98,37 @@ def main(argv: Sequence[str] | None = None, experiment: str | None = None) -> in
         parser.error("give an experiment name or a grid file (see --list)")
     try:
         exp = get_experiment(name)
-        opts = from_args(args, overrides=_parse_set(args.set))
-        if args.gpus is not None and opts.device == "auto":
-            opts.device = "cuda"  # --gpus N plans for N GPUs
-        result = run_sweep(exp, args.preset, opts)
+        preset = args.preset or ("smoke" if exp.source == "catalogue" else "full")  # a user grid runs as written
+        result = run_sweep(exp, preset, sweep_options(args))
     except (ConfigError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not args.dry_run and not args.no_report:
-        build_report(result.root)
+        build_report([result.root], report_path(result.root))
     return 0 if result.ok or args.dry_run else 1
 
 
-def build_report(results: str) -> None:
-    """The sweep ends with its report: <results>/report.html (./report.html for a URI root)."""
+def sweep_options(args: argparse.Namespace):
+    """The SweepOptions of a parsed command line (--set fields; --gpus N plans for N GPUs)."""
+    opts = from_args(args, overrides=_parse_set(args.set))
+    if args.gpus is not None and opts.device == "auto":
+        opts.device = "cuda"
+    return opts
+
+
+def report_path(root: str, name: str = REPORT_FILE) -> str:
+    """Where a sweep's report goes: in its root (./<name> for a URI root)."""
+    return name if "://" in root else f"{root.rstrip('/')}/{name}"
+
+
+def build_report(roots: Sequence[str], path: str) -> None:
+    """A sweep (or a study) ends with its report over its results roots."""
     from analysis.report import main as report_main
-    path = "report.html" if "://" in results else f"{results.rstrip('/')}/report.html"
     try:
-        report_main([results, "-o", path])
+        report_main([*roots, "-o", path])
     except (Exception, SystemExit) as e:  # results are safe on storage; a report failure (or analysis.report's
         # exit 2 when no run has finished yet) must not hide that nor change the sweep's exit status
         print(f"warning: the report could not be built ({type(e).__name__}: {e}); "
-              f"rebuild it with: python -m analysis.report {results} -o report.html", file=sys.stderr)
+              f"rebuild it with: python -m analysis.report {' '.join(roots)} -o {path}", file=sys.stderr)
         return
     print(f"report      {path} (open it in a browser)")

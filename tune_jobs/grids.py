@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from initmem.config import ConfigError
 from initmem.registry import load_plugin
-from initmem.study import EXPERIMENTS, PRESETS, RUN_FIELDS, Experiment, Grid, shrink
+from initmem.study import EXPERIMENTS, PRESETS, RUN_FIELDS, Experiment, Grid, minify, shrink
 
 USER_GRID_HELP = """\
 A user grid is a YAML file (.yaml/.yml) or a Python file (.py defining EXPERIMENT = {...}):
@@ -32,7 +32,8 @@ A user grid is a YAML file (.yaml/.yml) or a Python file (.py defining EXPERIMEN
       sigma_w: [0.1, 1.0, 2.5]
       seed: [0, 1, 2]
     # instead of fixed/axes, a union:  grids: [{fixed: ..., axes: ...}, ...]
-    # optional smoke preset (default: the full grids shrunk like the catalogue's smokes):
+    # optional smoke preset (default: the full grids shrunk like the catalogue's smokes; the mini
+    # preset is always the full grids cut like the catalogue's minis):
     # smoke: [{fixed: ..., axes: ...}]
     # plugins: [my_science.py]          # files (relative to this one) or modules registering models,
     #                                   # datasets, optimizers, inits (docs/extending.md)
@@ -89,7 +90,8 @@ def experiment_from_spec(spec: Mapping[str, Any], source: str = "user grid") -> 
         smoke = tuple(_grid_from(g, f"{source}: smoke grid {i + 1}") for i, g in enumerate(raw_smoke))
     else:
         smoke = tuple(s for g in full for s in shrink(g))
-    exp = Experiment(name, str(spec.get("description", "")), {"full": full, "smoke": smoke}, None, source)
+    mini = tuple(m for g in full for m in minify(g))
+    exp = Experiment(name, str(spec.get("description", "")), {"full": full, "smoke": smoke, "mini": mini}, None, source)
     for preset in PRESETS:  # validate every run of both presets now, before anything starts
         exp.runs(preset)
     return exp

@@ -37,7 +37,7 @@ from typing import Sequence
 
 from initmem.architectures import MODELS, cost
 from initmem.config import AUTO_PRECISION, ConfigError, RunConfig, group_by_pack_key, group_into_packs, pack_id
-from initmem.memory import data_bytes, max_runs_int32, run_memory_bytes  # the memory model, shared with train_pack
+from initmem.memory import data_bytes, eval_chunk, max_runs_int32, run_memory_bytes  # the memory model (train_pack's too)
 
 CPU_PACK_SIZE = 1            # default max pack size on CPU workers (packing does not pay there)
 GPU_MEMORY_FRACTION = 0.75   # share of GPU memory packs may plan to use (allocator slack, cuDNN workspaces)
@@ -47,9 +47,11 @@ GPU_MEMORY_GB = {"H100": 80.0, "H200": 141.0, "A100-80G": 80.0, "A100-40G": 40.0
                  "A10G": 24.0, "L4": 24.0, "V100": 16.0, "T4": 16.0}
 DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.30}  # achieved fraction of peak (packed small convs)
 # Dense peak FLOP/s of the reference devices by precision (NVIDIA H100 SXM datasheet; fp32 without
-# TF32 runs on the CUDA cores). A CPU core: AVX2/AVX-512 FMA at ~2.5 GHz.
+# TF32 runs on the CUDA cores). A CPU core:
 GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
-CPU_CORE_PEAK_GFLOPS = {"fp64": 25.0, "fp32": 50.0, "tf32": 50.0, "bf16": 50.0}
+# (AVX-512: 2 FMA units x 16 fp32 lanes x 2 FLOPs at ~2.3 GHz; bench/bench_cpu_rate.py measures what
+# train_pack achieves: 41-126 GFLOP/s per core at widths 1/8-1, so 30% of this is right for small nets.)
+CPU_CORE_PEAK_GFLOPS = {"fp64": 75.0, "fp32": 150.0, "tf32": 150.0, "bf16": 150.0}
 
 
 # --- architectures: their cost is initmem.architectures.cost (analytic for the ResNets, measured otherwise)
@@ -174,17 +176,34 @@ class Plan:
         return sum(run_flops(r) for r in self.runs)
 
     def device_hours(self) -> float:
-        return sum(run_seconds(r, self.device) for r in self.runs) / 3600.0
+        return sum(self.pack_seconds) / 3600.0
 
     @cached_property
     def pack_seconds(self) -> list[float]:
-        """Estimated time of each pack (trial): its runs one after another at the device's rate."""
-        return [sum(run_seconds(r, self.device) for r in p) for p in self.packs]
+        """Estimated time of each pack (trial): its runs' FLOPs at the device's rate, and on a GPU at
+        least its steps' kernel launches (pack_floor_seconds: small packed nets are launch-bound)."""
+        return [pack_seconds(p, self.device) for p in self.packs]
 
     def makespan_hours(self, slots: int) -> float:
         """Wall-clock of the sweep with `slots` trials at once: longest-first greedy schedule of the
         pack times (LPT, within 4/3 of the optimum)."""
         return lpt_makespan(self.pack_seconds, slots) / 3600.0
+
+
+# A GPU step of a pack costs at least its kernel launches: ~350 ops dispatched per eager step
+# (tests/test_step.py) at ~6 us each; an evaluation chunk ~1/3 of that. An estimate, not a measurement.
+GPU_STEP_FLOOR_S = 350 * 6e-6
+
+
+def pack_seconds(pack: Sequence[RunConfig], device: Device) -> float:
+    """Estimated seconds of one pack: the FLOPs of its runs at the device's rate; on a GPU at least
+    GPU_STEP_FLOOR_S per training step (and a third of it per evaluation chunk), whatever the pack size."""
+    flops_s = sum(run_seconds(r, device) for r in pack)
+    if device.kind != "cuda":
+        return flops_s
+    r = pack[0]
+    chunks = math.ceil(r.n_eval / eval_chunk(r, len(pack))) * 2 * r.epochs + math.ceil(r.n_train / eval_chunk(r, len(pack)))
+    return max(flops_s, (r.total_steps + chunks / 3) * GPU_STEP_FLOOR_S)
 
 
 def run_seconds(cfg: RunConfig, device: Device) -> float:
@@ -224,7 +243,9 @@ def make_packs(runs: Sequence[RunConfig], device: Device, cap: int | None = None
         n = math.ceil(len(members) / limit)
         if ideal:
             group_s = sum(run_seconds(r, device) for r in members)
-            n = max(n, min(len(members), math.ceil(group_s / ideal * (1 - 1e-9))))
+            floor = pack_seconds(members[:1], device) if device.kind == "cuda" else 0.0  # a split pack's least time
+            useful = max(1, int(group_s // floor)) if floor > 0 else len(members)       # splits below it gain nothing
+            n = max(n, min(len(members), useful, math.ceil(group_s / ideal * (1 - 1e-9))))
         packs += group_into_packs(members, math.ceil(len(members) / n))  # equal sizes, not limit + rest
     return packs
 
@@ -303,7 +324,9 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
     """The dry-run printout: runs, packs, trials and the cost estimate."""
     dev = plan.device
     varying, fixed = describe_runs(plan.runs)
-    lines = [f"experiment  {plan.experiment} ({plan.preset} preset){': ' + plan.description if plan.description else ''}",
+    about = (f": {plan.description}" if plan.preset == "full" else
+             f", cut from the full grid ({plan.description}) to the runs below" if plan.description else "")
+    lines = [f"experiment  {plan.experiment} ({plan.preset} preset){about if plan.description else ''}",
              f"runs        {len(plan.runs):,}"]
     for k, vals in varying.items():
         shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals[:12])
@@ -343,6 +366,14 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
     lines.append(f"            total {_fmt_flops(total)} (3x forward per trained image, val+test every epoch, "
                  f"early stopping ignored) = {_fmt_flops(total / max(1, len(plan.runs)))} per run on average")
     lines.append(f"            ~ {_fmt_hours(hours)} {unit} at {dev.efficiency:.0%} of peak ({peak})")
+    other = Device("cpu", "CPU", 0.0, 1, DEFAULT_EFFICIENCY["cpu"]) if dev.kind == "cuda" else \
+        Device("cuda", "GPU", DEFAULT_GPU_MEMORY_GB, 1, DEFAULT_EFFICIENCY["cuda"])
+    moved = make_packs([_on_device(r, other.kind) for r in plan.runs], other)  # auto precision resolves per device
+    other_h = sum(pack_seconds(p, other) for p in moved) / 3600.0
+    what = ("on one CPU core" if other.kind == "cpu" else
+            f"on one GPU (H100-class: {len(moved)} packs; FLOPs at {other.efficiency:.0%} of peak, or at least "
+            f"{GPU_STEP_FLOOR_S * 1e3:.1f} ms of kernel launches per step)")
+    lines.append(f"            ~ {_fmt_hours(other_h)} {what}, for comparison")
     if dev.slots:
         what = "GPUs" if dev.kind == "cuda" else "trial slots"
         longest = max(plan.pack_seconds, default=0.0) / 3600.0
@@ -357,4 +388,4 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
 
 
 def _fmt_hours(h: float) -> str:
-    return f"{h:,.1f} h" if h >= 1 else f"{h * 60:.1f} min"
+    return f"{h:,.1f} h" if h >= 1 else f"{h * 60:.1f} min" if h >= 1 / 60 else f"{h * 3600:.0f} s"

@@ -1,0 +1,45 @@
+"""The CPU rate the planner's estimates assume, against what train_pack achieves here.
+
+    python bench/bench_cpu_rate.py              # ResNet-9 at widths 1, 1/4, 1/8: GFLOP/s per core, achieved
+
+One run per width, two epochs on a CIFAR-10 subset, one thread: achieved GFLOP/s = the planner's FLOP
+count of the run (tune_jobs.planner.run_flops) / its wall time, beside the planner's assumption
+(CPU_CORE_PEAK_GFLOPS x DEFAULT_EFFICIENCY["cpu"]). Measured 2026-12-02 on this 2-core machine (quiet):
+width 1: 126, 1/4: 81, 1/8: 41 GFLOP/s achieved; the planner assumes 45 (150 x 0.30), right for the
+small networks CPU sweeps run (smoke, mini) and ~3x pessimistic at width 1.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from initmem.config import RunConfig  # noqa: E402
+from initmem.data import load_splits  # noqa: E402
+from initmem.train import train_pack  # noqa: E402
+from tune_jobs.planner import CPU_CORE_PEAK_GFLOPS, DEFAULT_EFFICIENCY, run_flops  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                                   "cifar10-jpeg75.npz"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    assumed = CPU_CORE_PEAK_GFLOPS["fp32"] * DEFAULT_EFFICIENCY["cpu"]
+    print(f"{'width':>6} {'images':>6} {'seconds':>8} {'GFLOP/s':>8} {'assumed':>8}")
+    for width, n, ev in ((1.0, 128, 64), (0.25, 256, 128), (0.125, 512, 250)):
+        run = RunConfig(width=width, train_subset=n, eval_subset=ev, batch_size=16, epochs=2)
+        data = load_splits("cifar10", args.data, n, ev)
+        t = time.perf_counter()
+        train_pack([run], data, log=None)
+        s = time.perf_counter() - t
+        print(f"{width:6g} {n:6d} {s:8.2f} {run_flops(run) / s / 1e9:8.1f} {assumed:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
