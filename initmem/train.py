@@ -9,7 +9,8 @@ has not improved for `patience` epochs stops (the schedule of the others is unch
 runs keep being carried through the forward pass (shapes stay fixed) but never update again.
 
 Order of writes at an epoch boundary (what makes results exactly-once, docs/results.md):
-  1. epochs rows since the last checkpoint -> one Parquet file,
+  1. epochs rows since the last checkpoint -> one Parquet file (and, once a run has early-stopped or
+     diverged, the pack's runs rows again, so that `tune_jobs status` shows it while the pack runs),
   2. checkpoint -> checkpoint_dir/state.pt (temp file + rename),
   3. on_checkpoint(epoch, checkpoint_dir)  (Ray Tune reports it).
 Resume from the checkpoint of epoch k first deletes this pack's epochs files after k.
@@ -401,6 +402,8 @@ def train_pack(runs: Sequence[RunConfig], data: Splits, results: str | ResultsWr
         def checkpoint() -> None:
             if writer is not None:
                 writer.write_epochs(t.pack_id, t.epoch_rows(after=t.written_epoch))
+                if any(t.stopped_epoch) or any(e is not None for e in t.diverged_epoch):
+                    writer.write_runs(t.pack_id, t.run_rows(finished=False))  # status sees a run's fate mid-pack
             t.written_epoch = t.epoch
             if ckpt_dir is not None:
                 t.save(ckpt_dir)

@@ -200,3 +200,49 @@ def test_progress_line_is_redrawn_in_place_on_a_terminal(halfway, monkeypatch):
     assert "start   pack7 (2 runs)\n" in text and "done    pack7 (2 runs) completed=2\n" in text
     assert "\r\033[Kprogress    8/16 runs done" in text and text.endswith("\n")
     assert "progress    8/16 runs done" not in text.replace("\r\033[Kprogress    8/16 runs done", "")
+
+
+def test_a_run_that_stops_early_inside_a_running_pack_shows_as_early_stopped(tmp_path):
+    """train_pack rewrites the pack's runs rows once a run's fate is known, so status sees it mid-pack."""
+    from initmem.config import RunConfig
+    from initmem.data import load_splits
+    from initmem.results import read_epochs, read_runs
+    from initmem.train import train_pack
+    base = dict(dataset="synthetic", width=0.0625, train_subset=64, eval_subset=32, batch_size=16, epochs=12,
+                patience=1, precision="fp64", optimizer="sgd")
+    pack = [RunConfig(**base, lr0=0.5, sigma_w=2.0, seed=0), RunConfig(**base, lr0=1e-3, sigma_w=0.5, seed=1)]
+    data = load_splits("synthetic", train_subset=64, eval_subset=32)
+    root, ckpt = str(tmp_path / "r"), tmp_path / "c"
+    seen_mid_pack = False
+    for k in range(1, 13):
+        rows = train_pack(pack, data, results=root, checkpoint_dir=ckpt, checkpoint_every=1, stop_after_epoch=k,
+                          log=None)
+        if all(r["status"] != "running" for r in rows):
+            break
+        on_disk = read_runs(root).set_index("run_id")["status"]
+        last = read_epochs(root).groupby("run_id")["epoch"].max()
+        for r, row in zip(pack, rows):   # the runs file says what the trainer knows after epoch k
+            assert on_disk[r.run_id] == row["status"], (k, r.lr0)
+            if row["status"] == "early_stopped":
+                assert last[r.run_id] <= k and row["stopped_epoch"] == last[r.run_id]
+        seen_mid_pack |= sorted(on_disk) == ["early_stopped", "running"]
+    assert seen_mid_pack, "no run stopped while its pack-mate trained on: the case this test is about never arose"
+
+
+def test_status_reads_every_runs_file_at_once_and_lists_code_and_data_versions(halfway, monkeypatch):
+    import pyarrow.parquet as pq
+    halfway = halfway[0]
+    calls = []
+    real = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    s = st.scan(str(halfway))
+    assert not [c for c in calls if "/runs/" in str(c)]            # the runs files: one dataset read, no per-file read
+    text = st.format_status(s)
+    assert "code        standin (8 runs)" in text and "data        standin (8 runs)" in text and "MIXED" not in text
+    from initmem.results import ResultsWriter, read_runs
+    w = ResultsWriter(str(halfway))
+    rows = read_runs(str(halfway))
+    one = rows[rows["pack_id"] == rows["pack_id"].iloc[0]].to_dict("records")
+    w.write_runs(one[0]["pack_id"], [{**r, "code_version": "0123456789ab"} for r in one])
+    text = st.format_status(st.scan(str(halfway)))
+    assert "0123456789ab (2 runs); standin (6 runs)   <- MIXED" in text

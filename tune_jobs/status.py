@@ -25,7 +25,7 @@ import datetime as _dt
 import posixpath
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -73,6 +73,7 @@ class SweepStatus:
     failures: list[Failure]
     pack_done: dict[str, int] = field(default_factory=dict)  # pack_id -> run-epochs done
     finished_packs: set[str] = field(default_factory=set)
+    versions: dict[str, Counter] = field(default_factory=dict)  # "code" / "data" -> runs rows per version
 
     @property
     def runs(self) -> int:
@@ -135,6 +136,7 @@ def scan(root: str) -> SweepStatus:
     times = [t for i in list(run_files.values()) + [i for v in epoch_files.values() for i in v]
              if (t := _mtime(i)) is not None]
 
+    by_pack, versions = _runs_rows(fs, [i.path for i in run_files.values()])
     groups: dict[str, Group] = {}
     running_packs, finished_packs, pack_done = 0, set(), {}
     for pid, pack, name in zip(pids, packs, names):
@@ -142,14 +144,7 @@ def scan(root: str) -> SweepStatus:
         g.packs += 1
         g.runs += len(pack)
         g.run_epochs_total += sum(r.epochs for r in pack)
-        rows = {}
-        if pid in run_files:
-            try:
-                rows = {r["run_id"]: r for r in pq.read_table(run_files[pid].path, filesystem=fs,
-                                                              columns=["run_id", "status", "epochs_done",
-                                                                       "wall_time_s"]).to_pylist()}
-            except Exception:  # noqa: BLE001 - being replaced right now: read as not started, next refresh sees it
-                rows = {}
+        rows = by_pack.get(pid, {})
         statuses = [rows[r.run_id]["status"] if r.run_id in rows else "not_started" for r in pack]
         for s in statuses:
             g.counts[s] += 1
@@ -172,7 +167,36 @@ def scan(root: str) -> SweepStatus:
 
     failures = _failures(fs, posixpath.join(path, TUNE_DIR), pids, finished_packs)
     return SweepStatus(root, stored.get("experiment", "?"), list(groups.values()), running_packs,
-                       max(times) if times else None, failures, pack_done, finished_packs)
+                       max(times) if times else None, failures, pack_done, finished_packs, versions)
+
+
+RUN_COLUMNS = ["pack_id", "run_id", "status", "epochs_done", "wall_time_s", "code_version", "code_dirty", "data_id"]
+
+
+def _runs_rows(fs, paths: Sequence[str]) -> tuple[dict[str, dict[str, dict]], dict[str, Counter]]:
+    """Every runs file in one dataset read: pack_id -> run_id -> row, and the runs per code version
+    and per data id. A file replaced during the read makes it fall back to one read per file, which
+    then skips that file (read as not started; the next refresh sees it)."""
+    import pyarrow.dataset as ds
+    from initmem.results import RUNS_SCHEMA
+    try:
+        table = ds.dataset(list(paths), schema=RUNS_SCHEMA, format="parquet", filesystem=fs).to_table(columns=RUN_COLUMNS)
+        rows = table.to_pylist()
+    except Exception:  # noqa: BLE001 - a file replaced between listing and reading
+        rows = []
+        for p in paths:
+            try:
+                rows += pq.read_table(p, filesystem=fs, schema=RUNS_SCHEMA, columns=RUN_COLUMNS).to_pylist()
+            except Exception:  # noqa: BLE001
+                continue
+    by_pack: dict[str, dict[str, dict]] = defaultdict(dict)
+    versions = {"code": Counter(), "data": Counter()}
+    for r in rows:
+        by_pack[r["pack_id"]][r["run_id"]] = r
+        code = r["code_version"] or "unknown (written before initmem recorded it)"
+        versions["code"][code + (" with uncommitted changes" if r["code_dirty"] else "")] += 1
+        versions["data"][r["data_id"] or "unknown (written before initmem recorded it)"] += 1
+    return by_pack, versions
 
 
 def _progress_of_running(fs, files: list[pafs.FileInfo], pack: Sequence[RunConfig], rows: dict):
@@ -243,6 +267,11 @@ def format_status(st: SweepStatus, now: float | None = None) -> str:
         lines.append(f"eta         {fmt_duration(eta)} at {max(1, st.packs_running)} trial(s) at once"
                      + (f", {sum(rates) / len(rates):,.0f} run-epochs per trial-hour" if rates else
                         " (no epoch with a wall time written yet)"))
+    for kind in ("code", "data"):
+        seen = st.versions.get(kind) or {}
+        if seen:
+            lines.append(f"{kind:<11} " + "; ".join(f"{v} ({n} runs)" for v, n in sorted(seen.items()))
+                         + ("   <- MIXED: rows of different versions in one experiment" if len(seen) > 1 else ""))
     if st.last_write is None:
         lines.append("last write  never (nothing written yet)")
     else:
