@@ -124,7 +124,10 @@ class Experiment:
                     cfg = RunConfig.from_dict(values)
                 except ConfigError as e:
                     where = f"{self.source}: " if self.source != "catalogue" else ""
-                    raise ConfigError(f"{where}experiment {self.name!r} ({preset}), grid {gi + 1}: {e}") from None
+                    grids = self.grids(preset)
+                    which = f", grid {gi + 1} of {len(grids)}" if len(grids) > 1 else ""
+                    kind = f" ({preset} preset)" if preset != "full" else ""
+                    raise ConfigError(f"{where}experiment {self.name!r}{kind}{which}: {e}") from None
                 if cfg.run_id in seen:
                     raise ConfigError(f"experiment {self.name!r} ({preset}) holds the same run twice: "
                                       f"{ {k: v for k, v in values.items() if k in grid.axes} }")

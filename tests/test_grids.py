@@ -61,3 +61,22 @@ def test_user_grid_python(tmp_path):
 def test_user_grid_invalid(spec, match):
     with pytest.raises(ConfigError, match=match):
         experiment_from_spec({"name": "bad", **spec} if "name" not in spec else spec, source="bad.yaml")
+
+
+def test_a_user_grid_runs_as_written_by_default(tmp_path, capsys):
+    """python -m tune_jobs my_grid.yaml: the full preset (the grid as written) unless a preset is asked for;
+    the errors of a one-grid file name neither a preset nor a grid number."""
+    from tune_jobs.cli import main
+    f = tmp_path / "mine.yaml"
+    f.write_text("name: mine\nfixed: {dataset: synthetic, epochs: 2, train_subset: 600, eval_subset: 200}\n"
+                 "axes: {sigma_w: [0.5, 2.0]}\n")
+    assert main([str(f), "--dry-run", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "experiment  mine (full preset)" in out and "train_subset=600" in out and "epochs=2" in out
+    assert main([str(f), "--dry-run", "--preset", "smoke", "--storage", str(tmp_path)]) == 0
+    assert "mine_smoke (smoke preset), cut from the full grid" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\naxes: {batch_size: [0]}\n")
+    assert main([str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "experiment 'bad': batch_size=0 is not allowed" in err and "grid 1" not in err and "(smoke" not in err

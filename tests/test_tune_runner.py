@@ -273,3 +273,14 @@ def test_study_dry_run_prints_each_mini_with_cpu_and_gpu_estimates(capsys, tmp_p
     assert not (tmp_path / "main_grid_mini").exists() and not ray_started()
     assert study_main(["--experiments", "nosuch", "--dry-run"]) == 2
     assert "--experiments ['nosuch'] is not allowed" in capsys.readouterr().err
+
+
+def test_bad_input_leaves_no_experiment_folder_behind(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    code, _, err = run_cli(["--storage", str(tmp_path), "--data", str(tmp_path / "none.npz")], capsys, "main_grid")
+    assert code == 2 and not (tmp_path / "main_grid_smoke").exists()
+    t0 = time.time()
+    code, _, err = run_cli(["--storage", str(tmp_path), "--set", "dataset=synthetic", "--address",
+                            f"ray://127.0.0.1:{free_port()}"], capsys, "main_grid")
+    assert code == 2 and "cannot reach a Ray cluster" in err and time.time() - t0 < 10
+    assert not (tmp_path / "main_grid_smoke").exists() and not ray_started()

@@ -118,8 +118,12 @@ def probe_head(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:
 
 def prepare_address(address: str) -> None:
     """Checks before ray.init(address): reachable, a Ray head that answers, and loopback heads joined
-    on loopback. ray:// (Ray Client) and auto are left to Ray."""
-    if address in ("auto", "local") or address.startswith("ray://"):
+    on loopback. ray:// (Ray Client) is only checked to be listening (its server is not a GCS); auto is
+    left to Ray."""
+    if address in ("auto", "local"):
+        return
+    if address.startswith("ray://"):
+        check_address(address)   # nothing listening: fail now, not after Ray Client's 30 s of retries
         return
     check_address(address)
     deadline = time.time() + PROBE_TIMEOUT_S

@@ -92,7 +92,7 @@ def experiment_from_spec(spec: Mapping[str, Any], source: str = "user grid") -> 
         smoke = tuple(s for g in full for s in shrink(g))
     mini = tuple(m for g in full for m in minify(g))
     exp = Experiment(name, str(spec.get("description", "")), {"full": full, "smoke": smoke, "mini": mini}, None, source)
-    for preset in PRESETS:  # validate every run of both presets now, before anything starts
+    for preset in sorted(PRESETS, key=lambda p: p != "full"):  # every run of every preset, the grid as written first
         exp.runs(preset)
     return exp
 

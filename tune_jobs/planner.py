@@ -324,9 +324,11 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
     """The dry-run printout: runs, packs, trials and the cost estimate."""
     dev = plan.device
     varying, fixed = describe_runs(plan.runs)
-    about = (f": {plan.description}" if plan.preset == "full" else
-             f", cut from the full grid ({plan.description}) to the runs below" if plan.description else "")
-    lines = [f"experiment  {plan.experiment} ({plan.preset} preset){about if plan.description else ''}",
+    if plan.preset == "full":
+        about = f": {plan.description}" if plan.description else ""
+    else:
+        about = ", cut from the full grid" + (f" ({plan.description})" if plan.description else "") + " to the runs below"
+    lines = [f"experiment  {plan.experiment} ({plan.preset} preset){about}",
              f"runs        {len(plan.runs):,}"]
     for k, vals in varying.items():
         shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals[:12])

@@ -54,7 +54,7 @@ from initmem.study import Experiment  # noqa: E402
 from initmem.registry import plugin_sources  # noqa: E402
 from tune_jobs.errors import SweepError  # noqa: E402
 from tune_jobs.options import DEFAULT_STORAGE, SweepOptions  # noqa: E402  (SweepOptions: the runner's input)
-from tune_jobs.cluster import check_shared_storage, connect_ray  # noqa: E402
+from tune_jobs.cluster import check_address, check_shared_storage, connect_ray  # noqa: E402
 from tune_jobs.progress import ProgressLine, progress_callback  # noqa: E402
 from tune_jobs.planner import (Device, Plan, detect_device, format_plan, gpu_memory_from_resources,  # noqa: E402
                                make_plan, pack_labels)
@@ -333,9 +333,37 @@ def run_sweep(exp: Experiment, preset: str, opts: SweepOptions, train_fn: Callab
         out("dry run     nothing trained; drop --dry-run to start")
         return SweepResult(root, plan, 0, {}, [], time.time() - t0)
 
-    check_storage(root)
     on_cluster = bool(opts.address or os.environ.get("RAY_ADDRESS"))
-    data = check_data(runs, opts, on_cluster)
+    data = check_data(runs, opts, on_cluster)              # bad input fails before any folder is made
+    if opts.address:
+        check_address(opts.address)                        # nothing listening: fail at once
+    existed = _exists(root)
+    check_storage(root)
+    try:
+        return _run_checked(exp, preset, label, runs, root, data, on_cluster, opts, train_fn, out, t0)
+    except SweepError:
+        if not existed:
+            _remove_if_empty(root)                         # a sweep that never started leaves nothing behind
+        raise
+
+
+def _exists(root: str) -> bool:
+    import pyarrow.fs as pafs
+    fs, path = resolve(root)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def _remove_if_empty(root: str) -> None:
+    if "://" in root:
+        return  # an object store has no empty folders to leave behind
+    try:
+        os.rmdir(root)   # only if empty
+    except OSError:
+        pass
+
+
+def _run_checked(exp, preset, label, runs, root, data, on_cluster, opts, train_fn, out, t0) -> SweepResult:
+    """run_sweep once the input is checked and the results root exists."""
     if data:
         out(f"data        {data}")
     stored = load_plan(root, runs)
