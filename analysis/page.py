@@ -107,7 +107,9 @@ p.reading{background:#f5f8ff;border-left:4px solid #4a7bd0;padding:10px 14px;max
 p.cap{color:#555;font-size:.9em;margin:4px 0} .fig{margin:18px 0}
 .tblwrap{overflow-x:auto;margin:14px 0} table.tbl{border-collapse:collapse;font-size:.85em}
 table.tbl th,table.tbl td{padding:3px 8px;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
-table.tbl th{background:#fafafa} nav ul{columns:2} .meta{color:#666;font-size:.85em}
+table.tbl th{background:#fafafa} .meta{color:#666;font-size:.85em}
+nav ul{display:flex;flex-wrap:wrap;gap:2px 18px;list-style:none;padding:0;margin:6px 0;font-size:.9em}
+table.tbl td:last-child{white-space:normal;min-width:14em;max-width:34em;text-align:left}
 table.tbl.wrap td{white-space:normal;text-align:left;vertical-align:top;min-width:6em}
 p.banner{background:#fff4e5;border-left:4px solid #e08a00;padding:10px 14px;max-width:1100px}
 """

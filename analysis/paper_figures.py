@@ -40,32 +40,52 @@ def _sel(df: pd.DataFrame, **kv) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- Table 1
 def table1(runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Table 1 (main-grid optimizer settings) from the catalogue's main grid (initmem.study): one row per
-    optimizer, with the resolved RunConfig defaults and the Keras constants of initmem.optimizers.
-    With `runs`, a last column says where the main-grid runs in the results differ from it."""
+    """Table 1 (main-grid optimizer settings), one row per optimizer, with the Keras constants of
+    initmem.optimizers. Without `runs` (or without main-grid runs in them): the catalogue's main grid
+    (initmem.study), the paper's. With them: what ran (values, batch sizes, sigmas and seeds of the
+    main-grid runs), and a last column saying where that departs from the paper's grid."""
     from initmem.config import RunConfig
     from initmem.study import MAIN_GRID
+    mg = runs[runs["experiment"] == "main_grid"] if runs is not None and len(runs) else None
     rows = []
     for grid in MAIN_GRID.full:
         axes = dict(grid.axes)
         for opt in axes.get("optimizer", (grid.fixed.get("optimizer", "sgd"),)):
-            cfg = RunConfig(**{**grid.fixed, "optimizer": opt, "experiment": MAIN_GRID.name})
+            paper = RunConfig(**{**grid.fixed, "optimizer": opt, "experiment": MAIN_GRID.name})
+            ran = mg[mg["optimizer"] == opt] if mg is not None and len(mg) else None
+            if mg is not None and len(mg) and not len(ran):
+                continue                                   # an optimizer the results did not run
+            src = _settings(ran) if ran is not None else {
+                "lr0": paper.lr0, "schedule": paper.schedule, "alpha": paper.alpha, "epochs": paper.epochs,
+                "momentum": paper.momentum, "weight_decay": paper.weight_decay, "l2": paper.l2,
+                "batch sizes": list(axes.get("batch_size", (paper.batch_size,))),
+                "sigma_w": list(axes.get("sigma_w", (paper.sigma_w,))), "seeds": len(axes.get("seed", (paper.seed,)))}
             c = OPTIMIZERS[opt].constants
-            row = {"optimizer": OPT_NAME.get(opt, opt), "lr0": cfg.lr0,
-                   "schedule": f"{cfg.schedule} (alpha {cfg.alpha:g})" if cfg.schedule == "cosine" else cfg.schedule,
-                   "epochs": cfg.epochs,
-                   "momentum": f"{cfg.momentum:g}" if opt == "sgd_momentum" else "\u2014",
+            row = {"optimizer": OPT_NAME.get(opt, opt), "lr0": src["lr0"],
+                   "schedule": f"{src['schedule']} (alpha {src['alpha']:g})" if src["schedule"] == "cosine"
+                   else src["schedule"], "epochs": src["epochs"],
+                   "momentum": f"{src['momentum']:g}" if opt == "sgd_momentum" else "\u2014",
                    "beta1 / beta2": f"{c['beta_1']} / {c['beta_2']}" if "beta_1" in c else "\u2014",
                    "epsilon": f"{c['epsilon']}" if "epsilon" in c else "\u2014",
                    "Muon step": (f"momentum {c['momentum']}, {c['ns_steps']} Newton-Schulz steps, "
                                  f"rate {c['rms_rate']}") if "ns_steps" in c else "\u2014",
-                   "weight decay": cfg.weight_decay, "L2": cfg.l2,
-                   "batch sizes": ", ".join(str(b) for b in axes.get("batch_size", (cfg.batch_size,))),
-                   "sigma_w": _range(axes.get("sigma_w", (cfg.sigma_w,))), "seeds": len(axes.get("seed", (cfg.seed,)))}
-            if runs is not None:
-                row["in these results"] = _differences(runs, cfg)
+                   "weight decay": src["weight_decay"], "L2": src["l2"],
+                   "batch sizes": ", ".join(str(b) for b in src["batch sizes"]), "sigma_w": _range(src["sigma_w"]),
+                   "seeds": src["seeds"]}
+            if ran is not None:
+                row["the paper's grid"] = _differences(ran, paper, axes)
             rows.append(row)
     return pd.DataFrame(rows), []
+
+
+def _settings(r: pd.DataFrame) -> dict:
+    """The settings the runs of one optimizer ran with (one value where they agree, else all)."""
+    one = (lambda k: (lambda v: v[0] if len(v) == 1 else "/".join(f"{x:g}" if isinstance(x, float) else str(x)
+                                                                  for x in v))(sorted(set(r[k].tolist()), key=str)))
+    return {"lr0": one("lr0"), "schedule": one("schedule"), "alpha": r["alpha"].iloc[0], "epochs": one("epochs"),
+            "momentum": r["momentum"].iloc[0], "weight_decay": one("weight_decay"), "l2": one("l2"),
+            "batch sizes": sorted(set(r["batch_size"].tolist())), "sigma_w": sorted(set(r["sigma_w"].tolist())),
+            "seeds": int(r.groupby(["batch_size", "sigma_w"])["seed"].nunique().max())}
 
 
 def _range(values: Sequence[float]) -> str:
@@ -73,18 +93,24 @@ def _range(values: Sequence[float]) -> str:
     return f"{v[0]:g}, {v[1]:g}, ..., {v[-1]:g} ({len(v)})" if len(v) > 3 else ", ".join(f"{x:g}" for x in v)
 
 
-def _differences(runs: pd.DataFrame, cfg) -> str:
-    r = runs[(runs["experiment"] == "main_grid") & (runs["optimizer"] == cfg.optimizer)]
-    if not len(r):
-        return "not run"
+def _differences(r: pd.DataFrame, paper, axes) -> str:
+    """Where the runs of one optimizer depart from the paper's main grid: "as the paper", or "paper: ..."."""
     diffs = []
     for k in ("lr0", "schedule", "alpha", "epochs", "momentum", "weight_decay", "l2", "arch", "norm", "augment",
               "width", "train_subset", "eval_subset", "dataset"):
-        if k in r and k in cfg.__dataclass_fields__:
+        if k in r:
             vals = sorted(set(r[k].tolist()), key=str)
-            if vals != [getattr(cfg, k)]:
-                diffs.append(f"{k}={'/'.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}")
-    return "as listed" if not diffs else "differs: " + ", ".join(diffs)
+            if vals != [getattr(paper, k)]:
+                v = getattr(paper, k)
+                diffs.append(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}")
+    sig, seeds = sorted(axes.get("sigma_w", ())), len(axes.get("seed", ()))
+    if sig and sorted(set(r["sigma_w"].tolist())) != sig:
+        diffs.append(f"sigma_w {_range(sig)}")
+    if seeds and r.groupby(["batch_size", "sigma_w"])["seed"].nunique().max() != seeds:
+        diffs.append(f"{seeds} seeds")
+    if sorted(set(r["batch_size"].tolist())) != sorted(axes.get("batch_size", ())):
+        diffs.append("batch sizes " + ", ".join(str(b) for b in axes.get("batch_size", ())))
+    return "as the paper" if not diffs else "paper: " + "; ".join(diffs)
 
 
 # ----------------------------------------------------------------------------- Table 4, bottom rows
@@ -192,6 +218,13 @@ def _pair_batches(available: Sequence[int]) -> list[int]:
     return [b for b in (16, 128) if b in av] if {16, 128} <= set(av) else (av[:1] + av[-1:] if len(av) > 1 else av)
 
 
+def fig6_batches(beta: pd.DataFrame) -> list[int]:
+    """The two batch sizes of Figure 6's rows (16 and 128 where the main grid has them)."""
+    mg = beta[beta["experiment"] == "main_grid"]
+    mg = _sel(mg, lr0=1e-3, l2=0.0) if len(mg) else mg
+    return _pair_batches(mg["batch_size"].unique()) if len(mg) else []
+
+
 def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.Figure, list[str]]:
     """Figure 6: (a-d) |beta(t)| vs epoch, SGD family left and adaptive methods right, b=16 top and
     b=128 bottom, with lr_l2's eta 1e-2, L2 1e-2 curve (green); (e) vanilla SGD on T_SGD across the
@@ -204,7 +237,7 @@ def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.F
     missing = [e for e, d in (("main_grid", mg), ("lr_l2", l2)) if not len(beta[beta["experiment"] == e])]
     if not len(mg):
         return empty_figure(title, "Figure 6 needs the main grid"), missing
-    bs = _pair_batches(mg["batch_size"].unique())
+    bs = fig6_batches(beta)
     names = []
     for b in bs:
         names += [f"SGD family, b={b}", f"adaptive methods, b={b}"]
@@ -212,7 +245,7 @@ def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.F
     fig = make_subplots(rows=len(bs) + 1, cols=2, shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.11,
                         subplot_titles=[f"({letters[i]}) {n}" for i, n in enumerate(names)]
                         + ["(e) SGD on T_SGD; SGD + L2 on T_L2", "(f) Adam on T_adapt"])
-    shown, traces = set(), []
+    shown, traces, filled = set(), [], set()
 
     def line(d, x, name, color, row, col, dash="solid"):
         d = d[np.isfinite(d["beta"])].sort_values(x)
@@ -220,6 +253,7 @@ def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.F
             d = d[d[x] > 0]
         if not len(d):
             return
+        filled.add((row, col))
         traces.append(go.Scatter(**FAST, **_xy(fig, row, col), x=d[x].to_numpy(),
                                  y=np.maximum(d["beta"].abs().to_numpy(), floor), mode="lines", name=name,
                                  legendgroup=name, showlegend=name not in shown, line=dict(color=color, width=1.5, dash=dash),
@@ -244,6 +278,12 @@ def fig6(beta: pd.DataFrame, title: str = "", floor: float = 1e-5) -> tuple[go.F
         line(l2[l2["batch_size"] == b], "t_l2", f"SGD + L2 b={b} (T_L2)", L2_GREEN, last, 1,
              dash="solid" if b == bs[0] else "dash")
     fig.add_traces(traces)
+    for r in range(1, last + 1):   # a panel with nothing to draw says so (e.g. a smoke trains plain SGD at 1e-2)
+        for c in (1, 2):
+            if (r, c) not in filled:
+                fig.add_annotation(text="no data here: these runs are not in the results", showarrow=False,
+                                   xref="x domain", yref="y domain", x=0.5, y=0.5, row=r, col=c,
+                                   font=dict(color="#888"))
     fig.update_yaxes(type="log", title_text="|beta| (acc / sigma_w)", col=1)
     fig.update_yaxes(type="log", col=2)
     for r in range(1, last):

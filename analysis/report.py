@@ -135,6 +135,14 @@ def _with_main_grid(A: Analysis, runs: pd.DataFrame) -> tuple[pd.DataFrame, bool
     return (pd.concat([runs, base], ignore_index=True), True) if len(base) else (runs, False)
 
 
+def band_caption(runs: pd.DataFrame) -> str:
+    """The caption of an accuracy-vs-sigma figure: its band exists only with several seeds per cell."""
+    by = [c for c in procedure_columns(runs)] + ["sigma_w"]
+    most = int(runs.groupby(by, dropna=False).size().max()) if len(runs) else 0
+    return ("Mean over seeds; band: 10th-90th percentile over seeds." if most > 1 else
+            "One seed per (configuration, sigma): the line is that run; no band (a percentile band needs several seeds).")
+
+
 def _generic(A: Analysis, runs: pd.DataFrame, sp: pd.DataFrame, figs: Figures) -> list[str]:
     """Spread table and accuracy vs sigma: any experiment."""
     vary = _order(varying(runs, A.pcols))
@@ -147,7 +155,7 @@ def _generic(A: Analysis, runs: pd.DataFrame, sp: pd.DataFrame, figs: Figures) -
     facet = "batch_size" if "batch_size" in vary and len(vary) > 1 else None
     color = [c for c in vary if c != facet] or None
     blocks.append(figs.html(fig_vs_sigma(st, color=color, facet=facet, title="Test accuracy at tau_best vs sigma_w",
-                                         ylabel="test acc (pp)"), "Mean over seeds; band: 10th-90th percentile."))
+                                         ylabel="test acc (pp)"), band_caption(runs)))
     return blocks
 
 
@@ -160,15 +168,15 @@ def _missing_note(missing: Sequence[str]) -> str:
 def _table1_block(A: Analysis) -> list[str]:
     from analysis.paper_figures import table1
     t1, _ = table1(A.runs)
-    return [table_html(t1, "Table 1: main-grid optimizer settings, from the catalogue's main grid (initmem.study; "
-                           "RunConfig defaults resolved; beta1 / beta2, epsilon and the Muon step are the Keras "
-                           "constants of initmem.optimizers). 'in these results': where the main-grid runs here "
-                           "differ from it.")]
+    return [table_html(t1, "Table 1: main-grid optimizer settings as these results ran them (seeds: per batch "
+                           "size and sigma; beta1 / beta2, epsilon and the Muon step are the Keras constants of "
+                           "initmem.optimizers). 'the paper's grid': where the paper's main grid (the catalogue's, "
+                           "initmem.study) differs, or 'as the paper'.")]
 
 
 def _main_grid_paper_blocks(A: Analysis, runs: pd.DataFrame, figs: Figures) -> list[str]:
     """The 5- vs 25-point spread table and Figure 6 as the paper draws it."""
-    from analysis.paper_figures import fig6, sigma_subset_table
+    from analysis.paper_figures import fig6, fig6_batches, sigma_subset_table
     out = []
     by = [c for c in ("optimizer", "batch_size") if c in varying(runs, A.pcols)] or ["optimizer"]
     sub = sigma_subset_table(runs, by, n_boot=A.n_boot, seed=A.seed)
@@ -178,13 +186,18 @@ def _main_grid_paper_blocks(A: Analysis, runs: pd.DataFrame, figs: Figures) -> l
                               f"Main-grid spread (pp) over all sigma_w beside the 5-point subset {{0.1, 0.5, 1.0, 1.8, "
                               f"2.5}} that Figure 4 and Table 4 use, each with its 95% seed-bootstrap interval; "
                               f"largest |difference| {worst:.1f} pp (the paper: they agree to within ~1 pp)."))
-    f6, missing = fig6(A.beta[A.beta["experiment"].isin(["main_grid", "lr_l2"])],
-                       "Figure 6: initialization sensitivity decays on regularization timescales, not epoch count")
-    out.append(figs.html(f6, "(a-d) |beta(t)| vs epoch: SGD family left (SGD red, SGD + momentum orange, SGD with "
-                             "lr0 1e-2 and L2 1e-2 from lr_l2 green), adaptive methods right; b=16 top, b=128 bottom. "
-                             "(e) vanilla SGD on T_SGD for every batch size, SGD + L2 on T_L2 at b=16 (solid) and "
-                             "b=128 (dashed, green). (f) Adam on T_adapt for every batch size. The paper's clocks, "
-                             "recorded per epoch (cosine decay included)." + _missing_note(missing)))
+    beta6 = A.beta[A.beta["experiment"].isin(["main_grid", "lr_l2"])]
+    f6, missing = fig6(beta6, "Figure 6: initialization sensitivity decays on regularization timescales, not epoch count")
+    b = fig6_batches(beta6) + [None, None]
+    top, bottom = (f"b={b[0]}", f"b={b[1]}") if b[1] is not None else (f"b={b[0]}", "")
+    rows = f"{top} top, {bottom} bottom" if bottom else f"{top}"
+    out.append(figs.html(f6, f"(a-d) |beta(t)| vs epoch: SGD family left (SGD red, SGD + momentum orange, SGD with "
+                             f"lr0 1e-2 and L2 1e-2 from lr_l2 green), adaptive methods right; {rows}. "
+                             f"(e) vanilla SGD on T_SGD for every batch size, SGD + L2 on T_L2 at {top} (solid)"
+                             + (f" and {bottom} (dashed, green)" if bottom else "") +
+                             ". (f) Adam on T_adapt for every batch size. The paper's clocks, recorded per epoch "
+                             "(cosine decay included). A panel says when its runs are not in the results."
+                             + _missing_note(missing)))
     return out
 
 
@@ -229,7 +242,7 @@ def section_main_grid(A, runs, sp, sc, figs):
     else:
         blocks.append(table_html(sp[by + ["mem", "lo", "hi", "n_sigma", "n_runs"]], "Spread (pp)."))
     blocks.append(figs.html(fig_vs_sigma(st, col, fac, "Figure 1a: test accuracy at tau_best vs sigma_w", "test acc (pp)"),
-                            "Mean over seeds; band: 10th-90th percentile."))
+                            band_caption(runs)))
     blocks.append(figs.html(fig_vs_sigma(sigma_stats(runs, by, "train_acc_final"), col, fac,
                                          "Figure 1b: train accuracy at the last epoch vs sigma_w", "train acc (pp)")))
     wn = sigma_stats(runs, by, "w_norm_best", scale=1.0)
@@ -544,7 +557,8 @@ def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, l
     nav = "".join(f"<li><a href='#{k}'>{html.escape(t)}</a></li>" for k, t, _ in sections)
     body = "".join(f"<section id='{k}'><h2>{html.escape(t)}</h2>{''.join(b)}</section>" for k, t, b in sections)
     meta = (f"{_progress_line(runs, progress, n_running)} {len(epochs)} epoch rows, "
-            f"{runs['procedure'].nunique() if len(runs) else 0} procedures. Source: {html.escape(source)}. "
+            f"{runs['procedure'].nunique() if len(runs) else 0} procedures."
+            + (f" Source: {html.escape(source)}." if not progress else "") + " "
             f"Built {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} in "
             f"{time.perf_counter() - t0:.1f} s. Accuracies in percentage points (pp); |beta| in accuracy "
             f"fraction per unit sigma_w.")
