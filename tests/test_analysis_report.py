@@ -10,8 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,6 +22,7 @@ from initmem.study import EXPERIMENTS
 from analysis.synthetic import Plant, write_synthetic
 
 TINY = dict(seeds=[0, 1], epochs=12)
+REPO_DIR = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -96,26 +97,15 @@ def test_empty_results_still_build(all_roots):
 
 # ------------------------------------------------------------------ headless Chromium (slow)
 def _chromium():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not binary or not driver:
+    """docs/screenshots.py's headless Chromium (the docs' pictures come from the same browser)."""
+    pytest.importorskip("selenium.webdriver")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("screenshots", REPO_DIR / "docs" / "screenshots.py")
+    shots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shots)
+    d = shots.browser()
+    if d is None:
         pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    opts = Options()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1100",
-              f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
-        opts.add_argument(a)
-    opts.binary_location = binary
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(driver), options=opts)
-    # record uncaught errors and console.error calls from the first script on
-    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
-        window.__errors = [];
-        window.addEventListener('error', e => window.__errors.push(String(e.message)));
-        const ce = console.error; console.error = (...a) => { window.__errors.push(a.join(' ')); ce(...a); };"""})
     return d
 
 
