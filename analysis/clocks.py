@@ -31,6 +31,7 @@ import pandas as pd
 from initmem.config import TRAIN_SIZE
 from initmem.metrics import clocks
 from initmem.optimizers import OPTIMIZERS, own_clock
+from initmem.registry import parse_with_plugins
 
 from analysis.sensitivity import CLOCK_SHORT, CLOCKS, EXT_CLOCKS, EXT_LABEL, extension_clocks
 
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--results", nargs="*", help="results root(s) to compare with")
     ap.add_argument("-k", type=int, default=5, help="how many nearest procedures to list")
     ap.add_argument("--forget-pp", type=float, default=FORGET_PP, help="spread (pp) below which a procedure forgets")
-    args = ap.parse_args(argv)
+    args = parse_with_plugins(ap, argv)
     if args.results:  # a results root that holds nothing: exit 2 before printing anything
         from analysis.load import NoResults, check_roots
         try:

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from initmem.optimizers import OPTIMIZERS
+from initmem.registry import parse_with_plugins
 
 from analysis.bootstrap import sigma_boot
 from analysis.collapse import COLLAPSE_BOOT  # F5's replicates at most (each refits beta(t)), as in the report
@@ -578,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("roots", nargs="+", help="results root(s): local folders or URIs")
     ap.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap replicates (F5's collapse: at most "
                                                              f"{COLLAPSE_BOOT})")
-    args = ap.parse_args(argv)
+    args = parse_with_plugins(ap, argv)
     runs, epochs = load_or_exit(args.roots, epoch_columns=["epoch", "val_acc", *CLOCKS])
     runs, epochs = finished(runs, epochs)
     head = banner(study_table(runs, presets_of(runs, progress(args.roots, runs))))

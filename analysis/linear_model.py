@@ -26,6 +26,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from initmem.registry import parse_with_plugins
 
 A0, B0 = 1.0, 6.0
 LRS = (0.01, 0.04)
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import pandas as pd
     ap = argparse.ArgumentParser(prog="python -m analysis.linear_model", description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", help="write Figure 9 as a standalone HTML file")
-    args = ap.parse_args(argv)
+    args = parse_with_plugins(ap, argv)
     runs = figure9_runs()
     print(pd.DataFrame(end_states(runs)).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.output:

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from initmem.config import RunConfig
 from initmem.layout import EPOCHS_DIR, RUNS_DIR, is_final, planned_runs, read_plan, resolve
 from initmem.results import EPOCHS_SCHEMA, ResultsError, read_epochs, read_runs
+from initmem.registry import parse_with_plugins
 
 CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
 # Not part of a procedure: the two swept axes, and where/how fast a run was computed.
@@ -262,7 +263,7 @@ def load_or_exit(roots: str | Sequence[str], **kw) -> tuple[pd.DataFrame, pd.Dat
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m analysis.load", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", help="results root(s): local folder or URI")
-    args = ap.parse_args(argv)
+    args = parse_with_plugins(ap, argv)
     runs, epochs = load_or_exit(args.roots)
     print(f"{len(runs)} runs, {len(epochs)} epoch rows, {runs['procedure'].nunique()} procedures")
     if len(runs):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from initmem.metrics import INTERP_THRESHOLD
+from initmem.registry import parse_with_plugins
 
 from analysis.bootstrap import draws
 from analysis.load import procedure_columns
@@ -292,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--by", nargs="*", help="grouping columns (default: the procedure)")
     ap.add_argument("--metric", default="test_acc")
     ap.add_argument("--n-boot", type=int, default=1000)
-    args = ap.parse_args(argv)
+    args = parse_with_plugins(ap, argv)
     runs, _ = load_or_exit(args.roots, epoch_columns=["epoch"])
     sp = spread(runs, args.by, args.metric, n_boot=args.n_boot)
     show = (args.by or varying(runs, procedure_columns(runs))) + ["mem", "lo", "hi", "n_sigma", "n_runs"]

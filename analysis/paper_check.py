@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from initmem.study import SIGMA5
+from initmem.registry import parse_with_plugins
 
 from analysis.bootstrap import sigma_boot
 from analysis.design import differences, measured_design, not_comparable, paper_design
@@ -301,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m analysis.paper_check", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", help="results root(s): local folders or URIs")
     ap.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap replicates")
-    args = ap.parse_args(argv)
+    args = parse_with_plugins(ap, argv)
     runs, _ = load_or_exit(args.roots, epoch_columns=["epoch"])
     runs = finished(runs)
     from analysis.design import banner, presets_of, study_table

@@ -35,6 +35,7 @@ from analysis.load import attach, finished, is_finished, procedure_columns, proc
 from analysis.memory import (INTERP_PP, PP, checkpoint_table, clock_table, delta_table, sigma_stats, sigma_table,
                              spread, tau_table, varying)
 from initmem.study import EXPERIMENTS
+from initmem.registry import parse_with_plugins
 
 from analysis.sensitivity import CLOCK_LABEL, CLOCK_SHORT, CLOCKS, beta_t, family_columns, with_clock
 from analysis.collapse import COLLAPSE_BOOT  # seed-bootstrap replicates of the collapse score
@@ -584,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap replicates (0: no intervals)")
     ap.add_argument("--no-linear-model", action="store_true", help="leave out the Appendix G section")
     ap.add_argument("--experiment", nargs="*", help="only these experiments")
-    args = ap.parse_args(argv)
+    args = parse_with_plugins(ap, argv)
     t0 = time.perf_counter()
     filters = [("experiment", "in", args.experiment)] if args.experiment else None
     runs, epochs = load_or_exit(args.roots, filters=filters)  # exit 2 before writing if a root holds nothing

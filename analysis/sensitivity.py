@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from initmem.optimizers import CLOCKS, decoupled, own_clock  # noqa: F401  CLOCKS: the recorded clocks, imported from here
+from initmem.registry import parse_with_plugins
 
 CLOCK_SHORT = {"t_sgd": "T_SGD", "t_l2": "T_L2", "t_adapt": "T_adapt"}
 CLOCK_LABEL = {"t_sgd": "T_SGD = (1/b) sum eta_k^2", "t_l2": "T_L2 = l2 sum eta_k", "t_adapt": "T_adapt = sum eta_k"}
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m analysis.sensitivity", description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+")
     ap.add_argument("--n-boot", type=int, default=200, help="seed-bootstrap replicates of the score")
-    args = ap.parse_args(argv)
+    args = parse_with_plugins(ap, argv)
     runs, epochs = load_or_exit(args.roots, epoch_columns=["epoch", "val_acc", *CLOCKS])
     b = beta_t(attach(epochs, runs, ["procedure", "sigma_w"]), by=["procedure"])
     b = with_clock(b.merge(procedures(runs), on="procedure"))

@@ -212,3 +212,17 @@ def load_shipped(sources, folder: str) -> None:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
         load_plugin(path)
+
+
+def parse_with_plugins(parser, argv=None):
+    """parser.parse_args with --plugin added and the plugins loaded first (a bad plugin: its error,
+    exit status 2). For the command lines whose input may name a plugin's entries (the analysis's)."""
+    import sys
+    add_plugin_option(parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_plugins(plugins_in_argv(argv))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return parser.parse_args(argv)

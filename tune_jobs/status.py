@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from initmem.config import RunConfig, pack_id
+from initmem.registry import parse_with_plugins
 from initmem.layout import (EPOCHS_DIR, FINAL_STATUSES, PLAN_FILE, RUNS_DIR, TUNE_DIR, is_final, plan_packs,
                             read_plan, resolve)
 from tune_jobs.planner import group_names
@@ -307,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("root", help="an experiment folder (<storage>/<experiment>) or a storage holding several")
     p.add_argument("--watch", nargs="?", type=float, const=10.0, default=None, metavar="SECONDS",
                    help="refresh every SECONDS (default 10) until interrupted")
-    args = p.parse_args(argv)
+    args = parse_with_plugins(p, argv)
     if args.watch is not None and args.watch <= 0:
         p.error(f"--watch {args.watch:g} is not allowed: seconds > 0")
     try:
