@@ -130,7 +130,9 @@ class NewtonSchulz:
 
 
 class BufferViews:
-    """The views of PackedOptimizer's flat buffers that an update uses (PackedOptimizer.views), as attributes."""
+    """The views of PackedOptimizer's flat buffers that an update uses (PackedOptimizer.views), as attributes:
+    the rule's Parts (parts: all, muon, rest), the Muon groups, the hyperparameter rows, the gradient
+    views the gathering copies into, and the L2 term's views."""
 
 
 class _Region:
@@ -145,7 +147,7 @@ class _Region:
 class PackedOptimizer:
     """An optimizer's rule applied to packed parameters (leading run dimension M).
 
-    ``param_kinds[name]`` is one of conv | dense | bias | norm; conv kernels are
+    ``param_kinds[name]`` is one of conv | dense | bias | norm | other; conv kernels are
     (M, C_out, C_in, kh, kw), dense kernels (M, out, in), the others (M, C).
     The iteration counter is shared by the pack (Keras ``iterations``; adam uses t = it + 1).
     A parameter whose ``.grad`` is None is skipped entirely (no decay), as Keras skips a
@@ -157,8 +159,9 @@ class PackedOptimizer:
     ``torch._foreach_copy_``.  The update is then the rule's handful of element-wise ops over the
     whole pack (initmem.optim_rules), with the per-run lr / decay expanded to elements through one
     precomputed run index (``index_select``), and the active mask applied once per written buffer by
-    ``torch.where`` (select, never multiply: NaN * 0 is NaN).  Muon's kernels sit first in the buffer, grouped by shape,
-    so each group's Newton-Schulz is one batched chain over a precomputed (G*M, rows, cols) view.
+    ``torch.where`` (select, never multiply: NaN * 0 is NaN).  Muon's kernels sit first in the buffer,
+    grouped by shape, so each group's Newton-Schulz is one batched chain over a precomputed
+    (G*M, rows, cols) view.
     Element-wise arithmetic is unchanged, so a run in a pack is bit-identical to the run alone.
     """
 
