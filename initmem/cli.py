@@ -171,6 +171,9 @@ def cmd_fields(args: argparse.Namespace) -> int:
         for name, entry in registry.items():
             origin = registry.origin(name)
             print(f"    {name:<14} {entry.description}" + ("" if origin == "initmem" else f"  [plugin {origin}]"))
+            if field == "optimizer" and entry.constants:   # the rule's fixed numbers (OptimizerSpec.constants)
+                print(textwrap.fill("constants: " + ", ".join(f"{k}={v}" for k, v in entry.constants.items()), 100,
+                                    initial_indent=" " * 19, subsequent_indent=" " * 19, break_on_hyphens=False))
     return 0
 
 

@@ -1,10 +1,8 @@
-"""Keras 3.13 update rules over packed tensors (SPEC Section 3, "Optimizers").
+"""The packed optimizer: the pack's parameters, gradients and optimizer state in flat buffers, one
+update of every run per step through the optimizer's rule (SPEC Section 3, "Optimizers").
 
-Every parameter carries a leading run dimension M: slice ``p[m]`` belongs to run m of the pack.
-The per-run hyperparameters (the scheduled lr and the decoupled weight decay) are vectors of
-length M.  Runs never interact: each update of slice m reads only slice m (element-wise ops,
-per-slice Frobenius norms, batched matmuls), so a NaN in one run cannot reach another, and a run
-marked inactive keeps its parameters and optimizer state exactly as they were.
+    python -m pytest tests/test_optim.py tests/test_step.py     # Keras ground truth, packs, op counts
+    python bench/bench_ops.py                                   # ops per step and per update
 
     from initmem.optim import PackedOptimizer, schedule_factor
     opt = PackedOptimizer(model.named_parameters(), kinds, "adamw", l2=l2)   # l2: (M,) or None
@@ -13,20 +11,17 @@ marked inactive keeps its parameters and optimizer state exactly as they were.
         ce_per_run.sum().backward()                    # the L2 term's gradient is the optimizer's
         opt.step(lr0 * schedule_factor(k, K, alpha, "cosine"), weight_decay, active)
 
-The arithmetic follows Keras's own operation order (not PyTorch's optimizers):
+Every parameter carries a leading run dimension M: slice ``p[m]`` belongs to run m of the pack.
+The per-run hyperparameters (the scheduled lr, the decoupled weight decay, Adam's bias-corrected
+step) are rows of one (3, M) buffer.  Runs never interact: each update of slice m reads only slice
+m (element-wise ops, per-slice Frobenius norms, batched matmuls), so a NaN in one run cannot reach
+another, and a run marked inactive keeps its parameters and optimizer state exactly as they were.
 
-* L2 (a loss term, Keras kernel_regularizer): g <- g + 2*l2*W on conv and dense kernels, first
-* sgd:           w <- w - g*lr
-* sgd_momentum:  v <- v*mu - g*lr;  w <- w + v                       (no Nesterov)
-* adam:          alpha = lr*sqrt(1-b2^t)/(1-b1^t), t = iterations+1
-                 m <- m + (g-m)*(1-b1);  v <- v + (g^2-v)*(1-b2);  w <- w - m*alpha/(sqrt(v)+1e-7)
-                 (m and v as torch.lerp, one op each; its kernel may fuse the multiply-add)
-* adamw:         w <- w - w*wd*lr on every variable first, then adam
-* muon:          decay first on every variable; "dense" kernels take the Muon step
-                 m <- m + (g + m*(mu-1)) (= 0.95 m + g);  u = g + 0.95 m;  O = NS5(u) in float32;
-                 w <- w - lr*O*sqrt(max(rows, cols))*0.2;  every other variable takes adam.
-* muon_conv:     as muon, and "conv" kernels also take the Muon step, flattened to
-                 (c_out, c_in*kh*kw).
+What is shared by every optimizer lives here: the flat layout, the gathering of the gradients, the
+L2 term (a loss term, Keras kernel_regularizer: g <- g + 2*l2*W on conv and dense kernels, before
+the rule), the per-run hyperparameters, the write-back under the active mask, checkpoints. The
+arithmetic of each optimizer is its rule, one function in initmem.optim_rules (or a plugin's),
+named by its OptimizerSpec (initmem.optimizers), which also declares its state slots.
 
 Our dense kernels are (out, in) where Keras's are (in, out); after the Newton-Schulz
 "transpose if rows > cols" both orientations give the identical (min, max) matrix, so the
@@ -44,13 +39,14 @@ import torch
 from torch import Tensor
 
 from initmem.metrics import lr_schedule
-from initmem.optimizers import (ADAM_BETA_1, ADAM_BETA_2, EPSILON, MUON_ABC, MUON_MOMENTUM, MUON_NS_STEPS,  # noqa: F401
-                                MUON_RMS_RATE, NS_EPS, OPTIMIZERS)
+from initmem.optim_rules import Part, StepBuffers
+from initmem.optimizers import (ADAM_BETA_1, ADAM_BETA_2, EPSILON, KERNEL_KINDS, MUON_ABC,  # noqa: F401
+                                MUON_MOMENTUM, MUON_NS_STEPS, MUON_RMS_RATE, NS_EPS, OPTIMIZERS)
+from initmem.optimizers import PARAM_KINDS as KINDS
+from initmem.registry import resolve_ref
 
-KINDS = ("conv", "dense", "bias", "norm", "other")   # "other": a plain model's parameters of no known layer
 # dims of a packed parameter per kind (leading run dimension M): conv (M, out, in, *k) of 1-3 spatial dims
 MIN_NDIM, MAX_NDIM = {"conv": 4, "dense": 3, "bias": 2, "norm": 2, "other": 1}, {"conv": 6, "dense": 3, "bias": 2}
-KERNEL_KINDS = ("conv", "dense")   # what Keras's kernel_regularizer (the L2 term) penalises
 
 NS_DTYPE = torch.float32    # SPEC: Newton-Schulz runs in float32 whatever the parameter dtype
 
@@ -80,13 +76,13 @@ class NewtonSchulz:
     buffer): U is read only before the first write.  ``work`` (1-D, in ``dtype``, at least
     ``work_size(shape)`` elements) holds the other buffers; instances that never run at the same time
     may share one (the optimizer's groups do).  Each slice is divided by its own norm and the matmuls
-    are batched, so slices never mix.
+    are batched, so slices never mix.  coefficients: (a, b, c) of the quintic (Keras's MUON_ABC).
     """
 
     def __init__(self, shape: tuple[int, int, int], dtype: torch.dtype, device, steps: int = MUON_NS_STEPS,
-                 out: Tensor | None = None, work: Tensor | None = None):
+                 out: Tensor | None = None, work: Tensor | None = None, coefficients=MUON_ABC):
         n, rows, cols = shape
-        self.tall, self.steps, self.dtype = rows > cols, steps, dtype
+        self.tall, self.steps, self.dtype, self.abc = rows > cols, steps, dtype, tuple(coefficients)
         r, c = (cols, rows) if self.tall else (rows, cols)        # oriented: r <= c
         dd = dict(dtype=dtype, device=device)
         self.out = torch.empty(n, rows, cols, **dd) if out is None else out
@@ -112,7 +108,7 @@ class NewtonSchulz:
 
     def __call__(self, u: Tensor) -> Tensor:
         """O = NS5(u) in ``out`` (returned); u is (N, rows, cols), any dtype and layout."""
-        a, b, c = MUON_ABC
+        a, b, c = self.abc
         v = u.mT if self.tall else u
         if v.dtype == self.dtype:
             torch.linalg.vector_norm(v, dim=(-2, -1), keepdim=True, out=self.norm)
@@ -134,7 +130,9 @@ class NewtonSchulz:
 
 
 class BufferViews:
-    """The views of PackedOptimizer's flat buffers that an update uses (PackedOptimizer.views), as attributes."""
+    """The views of PackedOptimizer's flat buffers that an update uses (PackedOptimizer.views), as attributes:
+    the rule's Parts (parts: all, muon, rest), the Muon groups, the hyperparameter rows, the gradient
+    views the gathering copies into, and the L2 term's views."""
 
 
 class _Region:
@@ -147,9 +145,9 @@ class _Region:
 
 
 class PackedOptimizer:
-    """Keras update rules applied to packed parameters (leading run dimension M).
+    """An optimizer's rule applied to packed parameters (leading run dimension M).
 
-    ``param_kinds[name]`` is one of conv | dense | bias | norm; conv kernels are
+    ``param_kinds[name]`` is one of conv | dense | bias | norm | other; conv kernels are
     (M, C_out, C_in, kh, kw), dense kernels (M, out, in), the others (M, C).
     The iteration counter is shared by the pack (Keras ``iterations``; adam uses t = it + 1).
     A parameter whose ``.grad`` is None is skipped entirely (no decay), as Keras skips a
@@ -158,11 +156,12 @@ class PackedOptimizer:
     Few launches per step: the parameters are re-pointed at views of ONE flat buffer (their
     values and identity as tensors stay; ``p.data`` now lives in the buffer), every optimizer
     slot is one flat buffer, and the gradients are gathered into one flat buffer by a single
-    ``torch._foreach_copy_``.  The update is then a handful of element-wise ops over the whole
-    pack, with the per-run lr / decay expanded to elements through one precomputed run index
-    (``index_select``), and the active mask applied once per buffer by ``torch.where`` (select,
-    never multiply: NaN * 0 is NaN).  Muon's kernels sit first in the buffer, grouped by shape,
-    so each group's Newton-Schulz is one batched chain over a precomputed (G*M, rows, cols) view.
+    ``torch._foreach_copy_``.  The update is then the rule's handful of element-wise ops over the
+    whole pack (initmem.optim_rules), with the per-run lr / decay expanded to elements through one
+    precomputed run index (``index_select``), and the active mask applied once per written buffer by
+    ``torch.where`` (select, never multiply: NaN * 0 is NaN).  Muon's kernels sit first in the buffer,
+    grouped by shape, so each group's Newton-Schulz is one batched chain over a precomputed
+    (G*M, rows, cols) view.
     Element-wise arithmetic is unchanged, so a run in a pack is bit-identical to the run alone.
     """
 
@@ -172,6 +171,9 @@ class PackedOptimizer:
         Its gradient 2*l2*W is added to the kernels' gradients in every update (see ``update``), and
         ``kernel_penalty()`` gives its value; the caller differentiates only the rest of the loss."""
         self.spec = OPTIMIZERS[optimizer]   # a ConfigError (a ValueError) names the registered ones
+        self.rule = resolve_ref(self.spec.rule)
+        if not callable(self.rule):
+            raise ValueError(f"optimizer {optimizer!r}: rule {self.spec.rule!r} is {self.rule!r}, not a function")
         self.optimizer = optimizer
         self.momentum = float(momentum)
         self.iterations = 0
@@ -252,15 +254,15 @@ class PackedOptimizer:
                 v = view(self.flat, self.regions[name])
                 v.copy_(p)
                 p.data = v                      # the parameter now lives in the flat buffer
-        # optimizer slots: one flat buffer each; "v" (adam) covers only the non-Muon variables
-        opt = self.optimizer
-        self.slot_bufs: dict[str, tuple[Tensor, int]] = {}
-        if opt == "sgd_momentum":
-            self.slot_bufs["velocity"] = (torch.zeros(n, **dd), 0)
-        elif opt != "sgd":
-            self.slot_bufs["m"] = (torch.zeros(n, **dd), 0)
-            if self.n_muon < n:
-                self.slot_bufs["v"] = (torch.zeros(n - self.n_muon, **dd), self.n_muon)
+        # optimizer slots (OptimizerSpec.slots): one flat buffer each, zero at the start, over the span
+        # from the first to the last variable that has the slot (adam's "v" under muon: the non-Muon ones)
+        spans: dict[str, list[int]] = {}
+        for r in self.regions.values():
+            for slot in self._slots(r.kind):
+                lo_hi = spans.setdefault(slot, [r.start, r.stop])
+                lo_hi[0], lo_hi[1] = min(lo_hi[0], r.start), max(lo_hi[1], r.stop)
+        self.slot_bufs: dict[str, tuple[Tensor, int]] = {slot: (torch.zeros(hi - lo, **dd), lo)
+                                                         for slot, (lo, hi) in spans.items()}
         self.state: dict[str, dict[str, Tensor]] = {}
         for name, kind, _ in entries:
             self.state[name] = {s: view(self.slot_bufs[s][0], self.regions[name], self.slot_bufs[s][1])
@@ -277,6 +279,8 @@ class PackedOptimizer:
                 self._muon_spans.append((lo, hi, (sum(self.regions[nm].shape[0] for nm in names), s[0], math.prod(s[1:]))))
             self.ns_work = torch.empty(max(NewtonSchulz.work_size(g) for _, _, g in self._muon_spans),
                                        dtype=NS_DTYPE, device=p0.device)   # shared: the groups run one by one
+        else:
+            self.u = self.ns_out = None
         self.hparams = torch.zeros(3, M, **dd)        # rows: lr, weight decay, adam's alpha (this step)
         self.mask_full = torch.empty(n, dtype=torch.bool, device=p0.device)  # the active mask per element
 
@@ -304,20 +308,17 @@ class PackedOptimizer:
         v = BufferViews()
         v.grad_views = self.param_views(self.flat_grad)
         v.hp_rows = self.hparams.unbind(0)             # lr, weight decay, adam's alpha
-        # the Muon part [0, k) and the rest [k, n)
-        v.g_mu, v.g_rest, v.w_rest, v.new_w_rest = self.flat_grad[:k], self.flat_grad[k:], self.flat[k:], self.scratch[k:]
-        v.lr_mu, v.new_w_mu, v.run_rest = self.lr_full[:k], self.scratch[:k], self.run_index[k:]
-        # the active mask over the ranges that the update writes back
-        v.mask_ranges = {(0, n): self.mask_full, (0, k): self.mask_full[:k], (k, n - k): self.mask_full[k:]}
-        if "m" in self.slot_bufs:
-            v.m_mu, v.m_rest = self.slot_bufs["m"][0][:k], self.slot_bufs["m"][0][k:]
-        # Muon groups: (u as (G*M, rows, cols), its Newton-Schulz, sqrt(max(rows, cols)) * 0.2)
+        # what a rule sees (initmem.optim_rules.Part): every element, the Muon part [0, k), the rest [k, n)
+        v.parts = {"all": self._part("all", 0, n), "muon": self._part("muon", 0, k), "rest": self._part("rest", k, n)}
+        # Muon groups: (u as (G*M, rows, cols), its Newton-Schulz, sqrt(max(rows, cols)) * rms_rate)
+        c = self.spec.constants
         v.muon_groups = []
         for lo, hi, shape in self._muon_spans:
             _, rows, cols = shape
             u_g, out_g = self.u[lo:hi].view(shape), self.ns_out[lo:hi].view(shape)
-            ns = NewtonSchulz(shape, NS_DTYPE, self.u.device, out=out_g, work=self.ns_work)
-            v.muon_groups.append((u_g, ns, math.sqrt(max(rows, cols)) * MUON_RMS_RATE))
+            ns = NewtonSchulz(shape, NS_DTYPE, self.u.device, c.get("ns_steps", MUON_NS_STEPS), out=out_g,
+                              work=self.ns_work, coefficients=c.get("ns_coefficients", MUON_ABC))
+            v.muon_groups.append((u_g, ns, math.sqrt(max(rows, cols)) * c.get("rms_rate", MUON_RMS_RATE)))
         if self.has_l2:                                # the kernels [0, n_kern)
             kn, M = self.n_kern, self.num_runs
             v.w_kern, v.g_kern, v.tmp_kern, v.run_kern = self.flat[:kn], self.flat_grad[:kn], self.scratch[:kn], self.run_index[:kn]
@@ -325,6 +326,16 @@ class PackedOptimizer:
             v.sq_views = [self.scratch[r.start:r.stop].view(M, -1) for r in kern]
             v.sq_rows = self._sq_sums.unbind(0)
         return v
+
+    def _part(self, name: str, lo: int, hi: int) -> Part:
+        """The views of elements [lo, hi) that a rule uses: the buffers themselves when [lo, hi) is all
+        of one; a slot only where its buffer spans [lo, hi)."""
+        def cut(buf: Tensor, base: int = 0) -> Tensor:
+            return buf if (lo, hi) == (base, base + buf.shape[0]) else buf[lo - base:hi - base]
+        slots = {slot: cut(buf, base) for slot, (buf, base) in self.slot_bufs.items()
+                 if base <= lo and hi <= base + buf.shape[0]}
+        return Part(name, lo, hi, cut(self.flat), cut(self.flat_grad), cut(self.scratch), cut(self.lr_full),
+                    cut(self.run_index), cut(self.mask_full), slots)
 
     def param_views(self, buf: Tensor | None = None) -> list[Tensor]:
         """Each parameter's region of a flat buffer (default: the weights), in the order given."""
@@ -361,14 +372,15 @@ class PackedOptimizer:
 
     # --- per-step hyperparameters -------------------------------------------------------------------
     @staticmethod
-    def _bias_correction(t: int, dtype: torch.dtype) -> tuple[float, float]:
+    def _bias_correction(t: int, dtype: torch.dtype, beta_1: float = ADAM_BETA_1,
+                         beta_2: float = ADAM_BETA_2) -> tuple[float, float]:
         """(sqrt(1 - b2^t), 1 - b1^t) as Keras computes them: power(cast(beta), cast(t)) in the
         variable's dtype.  Done in NumPy on the host (no device round trip); the values are exact
         in that dtype.  Float matters: torch's integer-power path rounds differently, and
         1 - b2^t amplifies one ulp of b2^t to ~1e-5 relative."""
         f = np.float64 if dtype == torch.float64 else np.float32
-        b1_power = f(ADAM_BETA_1) ** f(t)
-        b2_power = f(ADAM_BETA_2) ** f(t)
+        b1_power = f(beta_1) ** f(t)
+        b2_power = f(beta_2) ** f(t)
         return float(np.sqrt(f(1) - b2_power)), float(f(1) - b1_power)
 
     def _per_run(self, x, what: str) -> np.ndarray | Tensor:
@@ -386,9 +398,12 @@ class PackedOptimizer:
     def hyper(self, lr, weight_decay) -> Tensor:
         """The (3, M) per-run hyperparameters of the NEXT update, in the parameter dtype on the host
         (or on lr's device if lr is a device tensor): lr, weight decay, and adam's
-        alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) rounded as Keras rounds it (lr, then * c2, then / c1)."""
+        alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) rounded as Keras rounds it (lr, then * c2, then / c1),
+        b1 and b2 the optimizer's beta_1 and beta_2 (Adam's when it has none)."""
         lr_v, wd_v = self._per_run(lr, "lr"), self._per_run(weight_decay, "weight_decay")
-        c2, c1 = self._bias_correction(self.iterations + 1, self.flat.dtype)
+        c = self.spec.constants
+        c2, c1 = self._bias_correction(self.iterations + 1, self.flat.dtype, c.get("beta_1", ADAM_BETA_1),
+                                       c.get("beta_2", ADAM_BETA_2))
         if isinstance(lr_v, Tensor) or isinstance(wd_v, Tensor):
             lr_t = torch.as_tensor(lr_v, dtype=self.flat.dtype, device=self.flat.device)
             wd_t = torch.as_tensor(wd_v, dtype=self.flat.dtype, device=self.flat.device)
@@ -402,7 +417,7 @@ class PackedOptimizer:
         """One update of every run: lr (M,) is lr0 * schedule_factor(k); weight_decay (M,).
 
         ``active`` (M,) bool: runs marked False keep parameters and state bit-for-bit.
-        ``weight_decay`` is read only by adamw/muon/muon_conv (config forces 0 elsewhere).
+        ``weight_decay`` is read only by the rules with decoupled decay (RunConfig forces 0 elsewhere).
         """
         grads = [p.grad for p in self.params]
         if active is not None:
@@ -427,8 +442,11 @@ class PackedOptimizer:
         (any device; None: those already put in place by ``load_hyper``).  No host sync: capturable in
         one graph.  It does not advance ``iterations`` (a host counter a graph must not read): the
         caller does, as step() does.  v: the buffers' views() (default self.v; a compiled step passes
-        those it made inside its graph)."""
-        opt = self.optimizer
+        those it made inside its graph).
+
+        Shared by every optimizer: gather the gradients, add the L2 term's gradient, call the rule
+        (initmem.optim_rules) on the buffers, write its new weights and slots back where the run is
+        active."""
         v = self.v if v is None else v
         present = [g is not None for g in grads]
         if all(present):
@@ -444,63 +462,23 @@ class PackedOptimizer:
             v.g_kern.add_(v.tmp_kern.mul_(v.w_kern))
         if hparams is not None:
             self.hparams.copy_(hparams)
-        lr_row, wd_row, alpha_row = v.hp_rows
-        torch.index_select(lr_row, 0, self.run_index, out=self.lr_full)
-        lr, g, w, new_w = self.lr_full, self.flat_grad, self.flat, self.scratch
-        # (target, new value, first element): what the mask writes back at the end
-        out: list[tuple[Tensor, Tensor, int]] = [(w, new_w, 0)]
-        # In-place arithmetic on scratch (the gathered gradients, temporaries) keeps the peak low; each
-        # in-place op computes the same IEEE product/sum as Keras's expression (a*b == b*a bitwise).
-        if opt == "sgd":
-            torch.sub(w, g.mul_(lr), out=new_w)                                # w - g*lr
-        elif opt == "sgd_momentum":
-            vel_buf = self.slot_bufs["velocity"][0]
-            vel = (vel_buf * self.momentum).sub_(g.mul_(lr))                    # v*mu - g*lr
-            torch.add(w, vel, out=new_w)
-            out.append((vel_buf, vel, 0))
-        else:
-            if opt != "adam":   # decoupled decay first, on every variable (Keras base optimizer)
-                torch.index_select(wd_row, 0, self.run_index, out=new_w)
-                torch.sub(w, new_w.mul_(w).mul_(lr), out=new_w)                # w - (w*wd)*lr
-            k = self.n_muon
-            if k:
-                mu = MUON_MOMENTUM
-                m_mu = (v.m_mu * (mu - 1)).add_(v.g_mu).add_(v.m_mu)            # m + (g + m*(mu-1))
-                torch.mul(m_mu, mu, out=self.u).add_(v.g_mu)                     # u = g + mu*m
-                for u_g, ns, _ in v.muon_groups:                                # O = NS5(u) into ns_out
-                    ns(u_g)
-                torch.mul(v.lr_mu, self.ns_out, out=self.u)                      # lr * O, then * scale
-                for u_g, _, scale in v.muon_groups:
-                    u_g.mul_(scale)
-                v.new_w_mu.sub_(self.u)                                          # w - (lr*O)*scale
-                out.append((v.m_mu, m_mu, 0))
-            if k < w.shape[0]:
-                gr, mr, vr = v.g_rest, v.m_rest, self.slot_bufs["v"][0]
-                gsq = gr.square()
-                v_new = torch.lerp(vr, gsq, 1 - ADAM_BETA_2, out=gsq)          # v + (g^2 - v) * (1 - b2)
-                m_new = torch.lerp(mr, gr, 1 - ADAM_BETA_1, out=gr)            # m + (g - m) * (1 - b1)
-                step = torch.index_select(alpha_row, 0, v.run_rest).mul_(m_new)
-                step.div_(torch.sqrt(v_new).add_(EPSILON))                       # m*alpha / (sqrt(v) + eps)
-                if opt == "adam":
-                    torch.sub(v.w_rest, step, out=v.new_w_rest)
-                else:
-                    v.new_w_rest.sub_(step)
-                del step
-                out += [(mr, m_new, k), (vr, v_new, k)]
+        s = StepBuffers(v.parts, v.hp_rows, self.spec.constants, self.momentum, v.muon_groups, self.u, self.ns_out)
+        every = v.parts["all"]
+        # (target, new value, part): what the mask writes back at the end; the weights, then the rule's slots
+        out = [(every.w, every.new_w, every)] + list(self.rule(s))
         if not all(present):   # a variable without gradient keeps weights and state (not in the train loop)
             for name, ok in zip(self.names, present):
                 r = self.regions[name]
-                for dst, val, lo in out:
-                    if not ok and lo <= r.start and r.stop <= lo + dst.shape[0]:
-                        val[r.start - lo:r.stop - lo].copy_(dst[r.start - lo:r.stop - lo])
+                for dst, val, part in out:
+                    if not ok and part.lo <= r.start and r.stop <= part.hi:
+                        val[r.start - part.lo:r.stop - part.lo].copy_(dst[r.start - part.lo:r.stop - part.lo])
         if active is None:
             for dst, val, _ in out:
                 dst.copy_(val)
         else:
             torch.index_select(active, 0, self.run_index, out=self.mask_full)
-            for dst, val, lo in out:
-                mask = v.mask_ranges[(lo, dst.shape[0])]
-                torch.where(mask, val, dst, out=dst)         # select, never multiply: NaN-safe
+            for dst, val, part in out:
+                torch.where(part.mask, val, dst, out=dst)         # select, never multiply: NaN-safe
 
     # --- checkpointing --------------------------------------------------------------------------
     def state_dict(self) -> dict:

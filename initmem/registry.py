@@ -28,6 +28,7 @@ from typing import Any, Generic, Iterator, TypeVar
 from initmem.errors import ConfigError
 
 T = TypeVar("T")
+_REGISTRIES: list["Registry"] = []   # every registry made (what unload_plugin looks through)
 
 
 def did_you_mean(name: str, allowed) -> str:
@@ -43,6 +44,7 @@ class Registry(Generic[T]):
         self.kind, self.field = kind, field      # e.g. "optimizer", and the RunConfig field naming it
         self._entries: dict[str, T] = {}
         self._origin: dict[str, str] = {}         # name -> the module or file that registered it
+        _REGISTRIES.append(self)
 
     def add(self, name: str, entry: T) -> T:
         """Register `entry` under `name` (from the plugin being loaded, else the package); registering
@@ -148,6 +150,17 @@ def _import_plugin(plugin: str) -> str:
                               f"name ({e})") from None
         name = plugin
     return name
+
+
+def unload_plugin(plugin: str) -> None:
+    """Take out every entry a plugin registered and forget that it was loaded, so that the registries
+    are as before and a later load_plugin imports it again (tests that load a plugin in-process)."""
+    name = _loaded.pop(plugin, None)
+    for registry in _REGISTRIES:
+        for entry in [n for n in registry if registry.origin(n) == plugin]:
+            registry.remove(entry)
+    if name is not None and name.startswith("initmem_plugin_"):
+        sys.modules.pop(name, None)
 
 
 def load_plugins(plugins=(), env: bool = True) -> list[str]:
