@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from initmem.study import EXPERIMENTS
+
 from analysis.figures import OPT_NAME, value_name
 
 # display order of procedure columns in tables and labels
@@ -113,3 +115,35 @@ table.tbl td:last-child{white-space:normal;min-width:14em;max-width:34em;text-al
 table.tbl.wrap td{white-space:normal;text-align:left;vertical-align:top;min-width:6em}
 p.banner{background:#fff4e5;border-left:4px solid #e08a00;padding:10px 14px;max-width:1100px}
 """
+
+
+# ----------------------------------------------------------------------------- the header
+def _progress_line(runs: pd.DataFrame, progress: list[dict] | None, n_running: int) -> str:
+    """'n of N runs finished' per root when the sweep's plan is known, else 'n runs'; status counts."""
+    def counts(c: dict) -> str:
+        return ", ".join(f"{v} {k}" for k, v in c.items())
+    if not progress:
+        status = runs.groupby("status").size().to_dict() if len(runs) else {}
+        extra = f"; {n_running} still running, left out" if n_running else ""
+        return f"{len(runs)} runs ({counts(status)}{extra})"
+    parts = []
+    for p in progress:
+        if p["planned"] is None:
+            parts.append(f"{html.escape(p['root'])}: {p['finished']} runs ({counts(p['status'])}; no plan.json, so "
+                         f"the planned total is unknown)")
+        else:
+            state = "complete" if p["finished"] >= p["planned"] else "PARTIAL: the sweep has not finished"
+            parts.append(f"{html.escape(p['root'])}: {p['finished']} of {p['planned']} runs finished "
+                         f"({counts(p['status'])}; {state})")
+    n, N = sum(p["finished"] for p in progress), [p["planned"] for p in progress]
+    head = (f"{n} of {sum(N)} planned runs finished" if None not in N else f"{n} finished runs")
+    running = f" Runs still running ({n_running}) are left out of every table and figure." if n_running else ""
+    return f"{head}. " + "; ".join(parts) + "." + running
+
+
+def _absent_line(present: Sequence[str]) -> str:
+    absent = [e for e in EXPERIMENTS if e not in present]
+    if not absent:
+        return ""
+    return (f"Experiments present: {', '.join(e for e in present) or 'none'}. Absent: {', '.join(absent)}: their "
+            f"sections, and the parts of combined figures and of the paper check that need them, are left out.")

@@ -28,7 +28,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.page import CSS, ORDER, Figures, _num, _opt, _order, _p, _pp, fmt_table, table_html  # noqa: F401
+from analysis.page import (CSS, ORDER, Figures, _absent_line, _num, _opt, _order, _p, _pp, _progress_line,  # noqa: F401
+                           fmt_table, table_html)
 from analysis.figures import (OPT_NAME, fig_beta, fig_heatmaps, fig_linear_model, fig_repair_map, fig_vs_sigma,
                               labels, value_name)
 from analysis.load import attach, finished, is_finished, procedure_columns, procedures
@@ -495,37 +496,6 @@ def linear_model_section(figs: Figures) -> list[str]:
             figs.html(fig_linear_model(runs, "Figure 9: the minimal linear model"))]
 
 
-
-
-def _progress_line(runs: pd.DataFrame, progress: list[dict] | None, n_running: int) -> str:
-    """'n of N runs finished' per root when the sweep's plan is known, else 'n runs'; status counts."""
-    def counts(c: dict) -> str:
-        return ", ".join(f"{v} {k}" for k, v in c.items())
-    if not progress:
-        status = runs.groupby("status").size().to_dict() if len(runs) else {}
-        extra = f"; {n_running} still running, left out" if n_running else ""
-        return f"{len(runs)} runs ({counts(status)}{extra})"
-    parts = []
-    for p in progress:
-        if p["planned"] is None:
-            parts.append(f"{html.escape(p['root'])}: {p['finished']} runs ({counts(p['status'])}; no plan.json, so "
-                         f"the planned total is unknown)")
-        else:
-            state = "complete" if p["finished"] >= p["planned"] else "PARTIAL: the sweep has not finished"
-            parts.append(f"{html.escape(p['root'])}: {p['finished']} of {p['planned']} runs finished "
-                         f"({counts(p['status'])}; {state})")
-    n, N = sum(p["finished"] for p in progress), [p["planned"] for p in progress]
-    head = (f"{n} of {sum(N)} planned runs finished" if None not in N else f"{n} finished runs")
-    running = f" Runs still running ({n_running}) are left out of every table and figure." if n_running else ""
-    return f"{head}. " + "; ".join(parts) + "." + running
-
-
-def _absent_line(present: Sequence[str]) -> str:
-    absent = [e for e in EXPERIMENTS if e not in present]
-    if not absent:
-        return ""
-    return (f"Experiments present: {', '.join(e for e in present) or 'none'}. Absent: {', '.join(absent)}: their "
-            f"sections, and the parts of combined figures and of the paper check that need them, are left out.")
 
 
 def build_report(runs: pd.DataFrame, epochs: pd.DataFrame, n_boot: int = 1000, linear_model: bool = True,

@@ -89,7 +89,7 @@ def test_the_page_holds_a_plugin_a_grid_and_the_commands_that_use_them():
         assert call in text, call
     assert "plugins: [my_science.py]" in block(GRID)
     heads = [" ".join(c[:3]) for c in commands()]
-    for head in ("python -m initmem", "python -m tune_jobs", "python -c"):
+    for head in ("python -m initmem", "python -m tune_jobs", "python -m analysis"):
         assert any(h.startswith(head) for h in heads), (head, heads)
 
 
@@ -111,7 +111,7 @@ def test_the_pages_commands_run_as_written(example):
     assert (runs["t_adapt"] > 0).all()                               # lion's clock, from its family
     assert set(runs["optimizer"]) == {"lion", "adamw"} and set(runs["init"]) == {"paper", "uniform"}
     assert len(epochs) == 4 * 3 and epochs["val_loss"].notna().all()   # epochs 0, 1, 2 of every run
-    for report in (sweep / "report.html", example / "report.html"):   # the sweep's, and the page's one-liner
+    for report in (sweep / "report.html", example / "report.html"):   # the sweep's, and python -m analysis.report --plugin
         text = report.read_text()
         for name in ("mixer_lion", "lion", "mixer", "uniform"):
             assert name in text, (report, name)

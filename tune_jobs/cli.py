@@ -22,7 +22,7 @@ from typing import Sequence
 from initmem.cli import HelpFormatter
 from initmem.config import FIELD_DOCS, ConfigError
 from initmem.layout import REPORT_FILE
-from initmem.registry import add_plugin_option, load_plugins, plugins_in_argv
+from initmem.registry import add_plugin_option, load_plugins, loaded_plugins, plugins_in_argv
 from initmem.study import EXPERIMENTS, PRESETS
 from tune_jobs.errors import SweepError
 from tune_jobs.grids import USER_GRID_HELP, get_experiment
@@ -129,6 +129,7 @@ def build_report(roots: Sequence[str], path: str) -> None:
     except (Exception, SystemExit) as e:  # results are safe on storage; a report failure (or analysis.report's
         # exit 2 when no run has finished yet) must not hide that nor change the sweep's exit status
         print(f"warning: the report could not be built ({type(e).__name__}: {e}); "
-              f"rebuild it with: python -m analysis.report {' '.join(roots)} -o {path}", file=sys.stderr)
+              f"rebuild it with: python -m analysis.report {' '.join(roots)}"
+              + "".join(f" --plugin {p}" for p in loaded_plugins()) + f" -o {path}", file=sys.stderr)
         return
     print(f"report      {path} (open it in a browser)")

@@ -51,7 +51,7 @@ from initmem.layout import (PLAN_FILE, experiment_root, is_final, join, plan_pac
                             tune_dir, write_plan)
 from initmem.results import ResultsWriter, completed_run_ids, read_runs  # noqa: E402
 from initmem.study import Experiment  # noqa: E402
-from initmem.registry import plugin_sources  # noqa: E402
+from initmem.registry import loaded_plugins, plugin_sources  # noqa: E402
 from tune_jobs.errors import SweepError  # noqa: E402
 from tune_jobs.options import DEFAULT_STORAGE, SweepOptions  # noqa: E402  (SweepOptions: the runner's input)
 from tune_jobs.cluster import check_address, check_shared_storage, connect_ray  # noqa: E402
@@ -513,7 +513,8 @@ def _summarize(plan: Plan, root: str, errors: list[str], wall: float, out: Calla
     if errors or finished < len(plan.runs):
         out("resume      re-run the same command: finished packs are skipped, the rest resume from checkpoints")
     out(f"results     {_show(root)}")
-    out(f"rebuild     python -m analysis.report {_show(root)} -o report.html   (the report command)")
+    plugins = "".join(f" --plugin {p}" for p in loaded_plugins())
+    out(f"rebuild     python -m analysis.report {_show(root)}{plugins} -o report.html   (the report command)")
     return SweepResult(root, plan, finished, statuses, errors, wall)
 
 
