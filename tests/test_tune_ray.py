@@ -234,7 +234,7 @@ def test_a_pack_out_of_memory_is_re_planned_until_it_fits(tmp_path):
     assert [len(p) for p in stored["packs"]] == [1, 1, 1, 1] and len(stored["replaced"]) == 3
     assert len(list((exp_dir / "replanned").iterdir())) == 3     # the 4-pack's and the two 2-packs' files
     # exactly once, and what each run computes alone
-    a = read_epochs(res.results)
+    a = read_epochs(res.root)
     assert len(a) == 4 * 4 and not a.duplicated(["run_id", "epoch"]).any()
     data = load_splits("synthetic", train_subset=TINY["train_subset"], eval_subset=TINY["eval_subset"])
     alone = tmp_path / "alone"
@@ -243,9 +243,9 @@ def test_a_pack_out_of_memory_is_re_planned_until_it_fits(tmp_path):
     b = read_epochs(str(alone))
     pd.testing.assert_frame_equal(_sorted(a, ["run_id", "epoch"]).drop(columns="wall_time"),
                                   _sorted(b, ["run_id", "epoch"]).drop(columns="wall_time"))
-    runs = read_runs(res.results)
+    runs = read_runs(res.root)
     assert len(runs) == 4 and set(runs["status"]) == {"completed"} and runs["run_id"].is_unique
-    assert all(ResultsWriter(res.results).finished_rows(pid) for pid in res.plan.pack_ids)
+    assert all(ResultsWriter(res.root).finished_rows(pid) for pid in res.plan.pack_ids)
     # a re-run keeps the new packs and trains nothing
     again = run_sweep(exp, "full", opts, out=lines.append)
     assert again.ok and "nothing to train" in "\n".join(lines[-6:])

@@ -505,7 +505,7 @@ def _summarize(plan: Plan, root: str, errors: list[str], wall: float, out: Calla
     df = read_runs(root, columns=["run_id", "status"])
     df = df[df["run_id"].isin({r.run_id for r in plan.runs})]
     statuses = {k: int(v) for k, v in df["status"].value_counts().items()}
-    finished = int(df["status"].map(is_final).sum())
+    finished = sum(is_final(s) for s in df["status"])   # an empty frame sums to 0, not ''
     out(f"finished    {finished:,}/{len(plan.runs):,} runs "
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(statuses.items())) or 'none'}) in {wall:.0f}s")
     for e in errors:
