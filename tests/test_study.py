@@ -157,11 +157,11 @@ def test_a_few_run_ids_by_value():
 
 def test_mini_presets_keep_the_science_and_cut_the_size(full):
     mini = {name: e.runs("mini") for name, e in EXPERIMENTS.items()}
-    assert {n: len(r) for n, r in mini.items()} == {"main_grid": 150, "long_sgd": 10, "lr_l2": 210, "norm_aug": 120,
+    assert {n: len(r) for n, r in mini.items()} == {"main_grid": 120, "long_sgd": 10, "lr_l2": 150, "norm_aug": 120,
                                                     "best_recipe": 24, "depth": 180}
     for name, runs in mini.items():
         assert EXPERIMENTS[name].label("mini") == f"{name}_mini"
-        assert all((r.width, r.train_subset, r.eval_subset) == (0.125, 512, 200) for r in runs), name
+        assert all((r.width, r.train_subset, r.eval_subset) == (0.125, 256, 200) for r in runs), name
         full_sig = set(values(full[name], "sigma_w"))
         assert set(values(runs, "sigma_w")) == (set(SIGMA5) if set(SIGMA5) <= full_sig else full_sig), name
         assert len(values(runs, "seed")) == min(3, len(values(full[name], "seed"))), name
@@ -171,7 +171,7 @@ def test_mini_presets_keep_the_science_and_cut_the_size(full):
         for field in ("arch", "norm", "augment", "optimizer", "schedule", "momentum", "weight_decay"):
             assert set(values(runs, field)) <= set(values(full[name], field)), (name, field)
         extra = {(r.lr0, r.l2) for r in runs} - {(r.lr0, r.l2) for r in full[name]}
-        assert extra == ({(0.1, 0.3)} if name == "lr_l2" else set()), (name, extra)
+        assert extra == ({(0.1, 0.6)} if name == "lr_l2" else set()), (name, extra)
     assert values(mini["main_grid"], "epochs") == [40] and values(mini["long_sgd"], "epochs") == [400]
-    assert {(r.optimizer, r.lr0) for r in mini["main_grid"]} == {(o, 1e-3) for o in OPT5}  # no smoke lr swap
+    assert {(r.optimizer, r.lr0) for r in mini["main_grid"]} == {(o, 1e-3) for o in OPT5 if o != "muon"}  # no smoke lr swap
     assert values(mini["depth"], "patience") == [0, 4] and values(mini["best_recipe"], "epochs") == [27]

@@ -265,7 +265,7 @@ def test_study_dry_run_prints_each_mini_with_cpu_and_gpu_estimates(capsys, tmp_p
     from tune_jobs.study import main as study_main
     assert study_main(["--preset", "mini", "--dry-run", "--storage", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for name, n in (("main_grid", 150), ("long_sgd", 10), ("lr_l2", 210)):
+    for name, n in (("main_grid", 120), ("long_sgd", 10), ("lr_l2", 150)):
         block = out[out.index(f"experiment  {name}_mini (mini preset), cut from the full grid"):]
         assert f"runs        {n}\n" in block
         assert "on one trial slot (1 CPU core)" in block.split("experiment  ")[1]

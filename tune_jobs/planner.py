@@ -45,12 +45,14 @@ DEFAULT_GPU_MEMORY_GB = 80.0  # assumed when no GPU is visible to the planner (H
 # GPU memory by Ray's accelerator_type resource (what a cluster's GPU nodes advertise).
 GPU_MEMORY_GB = {"H100": 80.0, "H200": 141.0, "A100-80G": 80.0, "A100-40G": 40.0, "A100": 40.0, "L40S": 48.0,
                  "A10G": 24.0, "L4": 24.0, "V100": 16.0, "T4": 16.0}
-DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.30}  # achieved fraction of peak (packed small convs)
+DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.12}  # achieved fraction of peak (packed small convs; CPU: below)
 # Dense peak FLOP/s of the reference devices by precision (NVIDIA H100 SXM datasheet; fp32 without
 # TF32 runs on the CUDA cores). A CPU core:
 GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
 # (AVX-512: 2 FMA units x 16 fp32 lanes x 2 FLOPs at ~2.3 GHz; bench/bench_cpu_rate.py measures what
-# train_pack achieves: 41-126 GFLOP/s per core at widths 1/8-1, so 30% of this is right for small nets.)
+# train_pack achieves alone: 41-126 GFLOP/s per core at widths 1/8-1. A sweep runs one trial per core, and
+# the mini study's trials (width 1/8, two at once on 2 cores, training plus evaluation) made 17-19 GFLOP/s
+# per core, measured from their wall times: 12% of this, the default.)
 CPU_CORE_PEAK_GFLOPS = {"fp64": 75.0, "fp32": 150.0, "tf32": 150.0, "bf16": 150.0}
 
 
