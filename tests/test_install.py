@@ -35,7 +35,8 @@ def test_readme_names_the_lower_bounds_as_the_versions_ci_runs():
     said = re.search(r"\*\*Versions\.\*\*(.*?)(?:\n\n|$)", text, re.S).group(1)
     names = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "pandas": "pandas",
              "pyarrow": "pyarrow", "plotly": "plotly", "pyyaml": "PyYAML", "threadpoolctl": "threadpoolctl", "ray": "Ray", "scipy": "SciPy", "pytest": "pytest",
-             "pytest-timeout": "pytest-timeout", "duckdb": "duckdb", "selenium": "selenium"}
+             "pytest-timeout": "pytest-timeout", "duckdb": "duckdb", "selenium": "selenium",
+             "mlflow": "MLflow", "tensorboard": "TensorBoard"}
     for r in _requirements():
         low = next(iter(r.specifier)).version
         assert f"{names[r.name]} {low}" in said, f"README's Versions paragraph does not say {names[r.name]} {low}"
