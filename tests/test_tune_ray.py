@@ -176,7 +176,7 @@ def test_ray_job_submit_smoke_main_grid_on_a_loopback_head(tmp_path):
             ["ray", "job", "submit", "--address", address, "--working-dir", str(REPO), "--no-wait",
              "--submission-id", "initmem-smoke", "--",
              "python", "-m", "tune_jobs.main_grid", "--preset", "smoke", "--storage", str(storage),
-             "--set", "dataset=synthetic"],
+             "--set", "dataset=synthetic", "--set", "train_subset=256", "--set", "eval_subset=64"],
             env=env, capture_output=True, text=True, timeout=120)
         assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-3000:]
         while True:
@@ -203,6 +203,7 @@ def test_ray_job_submit_smoke_main_grid_on_a_loopback_head(tmp_path):
     assert set(runs["experiment"]) == {"main_grid"} and set(runs["dataset"]) == {"synthetic"}
     epochs = read_epochs(str(results))
     smoke = EXPERIMENTS["main_grid"].runs("smoke")  # epochs 0..epochs of each run, once (b=16: 2, b=32: 4)
+    assert set(runs["train_subset"]) == {256} and set(runs["eval_subset"]) == {64}
     assert len(epochs) == sum(r.epochs + 1 for r in smoke) == 10 * 3 + 10 * 5
 
 
