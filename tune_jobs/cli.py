@@ -53,7 +53,7 @@ def _parse_set(items: Sequence[str]) -> dict[str, str]:
 
 PRESET_HELP = ("smoke: the same grid cut to 2 sigmas, 1 seed, b 16 and 32, width 1/8 on 2,400 images, >= 300 updates "
                "per run, about 3 minutes at most on 2 CPU cores; mini: the paper's questions on a laptop (5 sigmas, "
-               "3 seeds, b 16 and 128, width 1/8 on 256 images, 40 epochs; initmem/study.py; the three findings minis about 100 min on 2 CPU cores); full: the grid as "
+               "3 seeds, b 16 and 128, width 1/8 on 256 images, 40 epochs; initmem/study.py; the three findings minis 94 min on 2 CPU cores, measured); full: the grid as "
                f"written (the paper's for the catalogue); allowed: {', '.join(PRESETS)}; default: smoke for the "
                "catalogue's experiments, full (as written) for a grid file")
 
