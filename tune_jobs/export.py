@@ -139,6 +139,7 @@ class TensorBoardSink:
         except ImportError as e:
             raise SystemExit(f"--to tensorboard needs TensorBoard: pip install 'initmem[trackers]' ({e})")
         self.logdir = logdir
+        self.have: dict[str, set[int]] = {}  # run dir -> epochs written: each run's event files are read once
 
     @staticmethod
     def steps(run_dir: str) -> set[int]:
@@ -160,7 +161,9 @@ class TensorBoardSink:
         for row in runs.itertuples(index=False):
             run_dir = os.path.join(self.logdir, name, row.run_id)
             fresh = not os.path.isdir(run_dir)
-            have = set() if fresh else self.steps(run_dir)
+            if run_dir not in self.have:   # a later --watch refresh knows what it wrote
+                self.have[run_dir] = set() if fresh else self.steps(run_dir)
+            have = self.have[run_dir]
             todo = [(e, v) for e, v in pts.get(row.run_id, []) if e not in have]
             if not todo and not fresh:
                 continue
@@ -175,6 +178,7 @@ class TensorBoardSink:
                     for m, v in values.items():
                         w.add_scalar(m, v, epoch)
                     new_points += len(values)
+                    have.add(epoch)
                 if is_final(row.status):
                     w.add_text("summary", "\n".join(f"    {s} = {_text(getattr(row, s))}" for s in SUMMARY),
                                int(row.epochs_done or 0))
@@ -202,7 +206,7 @@ def export_once(roots: Iterable[str], sink, out: Callable[[str], None] = print) 
             continue
         pts = points(read_epochs(root))
         planned = planned_runs(root)
-        final = int(runs["status"].map(is_final).astype(bool).sum())
+        final = sum(is_final(s) for s in runs["status"])
         done = final == (planned if planned is not None else len(runs))
         new_runs, new_points = sink.export(name, root, runs, pts, done)
         out(f"export      {name}: {len(runs)} runs ({final} final), {new_runs} new runs, {new_points} new points")
