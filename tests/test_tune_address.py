@@ -75,7 +75,7 @@ def test_head_that_refuses_the_client_fails_within_a_minute(loopback_head, tmp_p
     assert wall < 60 and not (tmp_path / "store" / "addr" / "runs").exists()
     print(f"wrong token: exit 2 after {wall:.0f}s: {proc.stderr.strip().splitlines()[-1][:300]}")
     # the job script's wait (slurm/initmem.sbatch) says the same instead of counting 0 nodes
-    wait = [sys.executable, "-m", "tune_jobs.cluster", "wait", loopback_head.address, "1", "--timeout", "20"]
+    wait = [sys.executable, "-m", "tune_jobs.cluster", "wait", loopback_head.address, "1", "--timeout", "5"]
     bad = subprocess.run(wait, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "RAY_AUTH_MODE=token" in bad.stderr, bad.stdout + bad.stderr
     good = subprocess.run(wait, cwd=REPO, env=loopback_head.driver_env(), capture_output=True, text=True, timeout=120)
@@ -106,9 +106,8 @@ def test_address_that_is_not_a_ray_head_fails_within_a_minute(tmp_path):
         for c in held:
             c.close()
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert f"127.0.0.1:{port}" in proc.stderr and ("no Ray head answered" in proc.stderr
-                                                   or "cannot be joined" in proc.stderr), proc.stderr[-2000:]
-    assert wall < 60
+    assert f"127.0.0.1:{port} accepts connections but is not a Ray head" in proc.stderr, proc.stderr[-2000:]
+    assert wall < 30  # the gRPC check's 5 s, not the GCS probe's 30 s
     print(f"not a Ray head: exit 2 after {wall:.0f}s")
 
 

@@ -14,7 +14,7 @@ from initmem.layout import experiment_root, tune_dir
 from initmem.results import read_epochs, read_runs
 from initmem.study import EXPERIMENTS
 from tune_jobs import cli
-from tune_jobs.cluster import check_address
+from tune_jobs.cluster import check_address, check_grpc
 from tune_jobs.errors import SweepError
 from tune_jobs.grids import experiment_from_spec
 from tune_jobs.planner import Device, make_plan
@@ -245,6 +245,38 @@ def test_a_smaller_max_pack_size_splits_unstarted_stored_packs(tmp_path):
     assert any("1 started pack(s) keep their size" in line for line in lines)
     assert cap_unstarted_packs(plan, 4, exp_dir, lines.append) is plan
     assert cap_unstarted_packs(plan, None, exp_dir, lines.append) is plan
+
+
+def _serve_once(reply: bytes | None):
+    """A one-connection TCP server on loopback that reads what comes, then sends `reply` (None: stays silent)."""
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer():
+        conn, _ = server.accept()
+        conn.recv(1024)
+        if reply is not None:
+            conn.sendall(reply)
+        time.sleep(3)
+        conn.close()
+        server.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_grpc_check_tells_a_ray_head_from_other_services():
+    """A gRPC server opens with a SETTINGS frame (type 0x04); a silent port, an HTTP/1.1 server and a
+    server that sends something else are named as not a Ray head, within the timeout."""
+    check_grpc(_serve_once(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x03\x00\x00\x00\x64"))
+    for reply in (None, b"HTTP/1.1 400 Bad Request\r\n\r\n", b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"):
+        address = _serve_once(reply)
+        t0 = time.time()
+        with pytest.raises(SweepError, match=rf"{address} accepts connections but is not a Ray head"):
+            check_grpc(address, timeout_s=1.0)
+        assert time.time() - t0 < 3, reply
 
 
 def test_cluster_wait_names_why_nothing_answered():

@@ -90,6 +90,35 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
                     "or leave --address out to run on a local Ray.") from None
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+def check_grpc(address: str, timeout_s: float = 5.0) -> None:
+    """Fail within seconds when the address listens but is no gRPC server (a Ray head's GCS is one):
+    an HTTP/2 server opens every connection with a SETTINGS frame (RFC 9113, 3.4), which a silent
+    service, a dashboard (HTTP/1.1) or a database never sends. Skipped under RAY_USE_TLS (a TLS
+    GCS speaks TLS first); probe_head then decides."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
+            conn.sendall(HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except OSError:  # a timeout or a reset: nothing that speaks gRPC
+        head = b""
+    if len(head) < 9 or head[3] != 0x04:
+        raise SweepError(f"{address} accepts connections but is not a Ray head: it does not answer as a gRPC "
+                         f"server within {timeout_s:.0f}s. Pass the head's GCS port (`ray start --head --port "
+                         "PORT`, default 6379), not the dashboard (8265), the Ray Client port (10001, which "
+                         "takes ray://) or another service.")
+
+
 def probe_head(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:
     """The nodes of the Ray head at host:port ({id, ip, alive, head} each), asked in a child process
     that is killed after timeout_s; a SweepError says why when there is no usable head there."""
@@ -126,6 +155,7 @@ def prepare_address(address: str) -> None:
         check_address(address)   # nothing listening: fail now, not after Ray Client's 30 s of retries
         return
     check_address(address)
+    check_grpc(address.split("://", 1)[-1])
     deadline = time.time() + PROBE_TIMEOUT_S
     while True:  # a head that is still starting has its GCS port open before its node registers
         nodes = probe_head(address.split("://", 1)[-1], timeout_s=max(5.0, deadline - time.time()))
