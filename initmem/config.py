@@ -183,7 +183,8 @@ class RunConfig:
         return self.epochs * self.steps_per_epoch
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # every field is a scalar (str, int, float, bool, None): a shallow dict, not asdict's deep copy
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -199,9 +200,13 @@ class RunConfig:
         return cls(**{k: _coerce(k, v) for k, v in d.items()})
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
+_FIELDS = {f.name: f for f in fields(RunConfig)}
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Accept strings from CLIs/YAML for numeric and boolean fields, with a clear error."""
-    f = {f.name: f for f in fields(RunConfig)}[name]
+    f = _FIELDS[name]
     return coerce(name, value, f.type, f.metadata)
 
 

@@ -19,6 +19,7 @@ converted by `coerce` with the same error.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -56,6 +57,7 @@ def allowed_text(meta: Mapping[str, Any]) -> str:
     return meta["allowed"]() if callable(meta["allowed"]) else meta["allowed"]
 
 
+@functools.lru_cache(maxsize=None)
 def base_type(typ: str) -> tuple[str, bool]:
     """("int", True) for "int | None": the value type and whether None is allowed."""
     parts = [p.strip() for p in typ.split("|")]
