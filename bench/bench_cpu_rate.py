@@ -2,11 +2,14 @@
 
     python bench/bench_cpu_rate.py              # ResNet-9 at widths 1, 1/4, 1/8: GFLOP/s per core, achieved
 
-One run per width, two epochs on a CIFAR-10 subset, one thread: achieved GFLOP/s = the planner's FLOP
+One run per width, two epochs on a CIFAR-10 subset, one thread, in both layouts (NCHW and the
+default channels-last NHWC, interleaved, best of two each): achieved GFLOP/s = the planner's FLOP
 count of the run (tune_jobs.planner.run_flops) / its wall time, beside the planner's assumption
-(CPU_CORE_PEAK_GFLOPS x DEFAULT_EFFICIENCY["cpu"]). Measured 2026-12-02 on this 2-core machine (quiet):
-width 1: 126, 1/4: 81, 1/8: 41 GFLOP/s achieved; the planner assumes 45 (150 x 0.30), right for the
-small networks CPU sweeps run (smoke, mini) and ~3x pessimistic at width 1.
+(CPU_CORE_PEAK_GFLOPS x DEFAULT_EFFICIENCY["cpu"]), and the NHWC speed-up. Measured 2026-12-03 on
+this 2-core machine: NCHW 64 / 38 / 18 GFLOP/s at widths 1 / 1/4 / 1/8, NHWC 73 / 52 / 28 (x1.14,
+x1.35, x1.56; oneDNN runs NHWC convolutions and max pools natively, NCHW ones reorder or loop). The
+same script gave NCHW 126 / 81 / 41 on 2026-12-02: this machine's speed drifts by 2x between days,
+the ratios are what to compare. The planner assumes 18, right for the small networks CPU sweeps run.
 """
 
 import argparse
@@ -31,15 +34,21 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     assumed = CPU_CORE_PEAK_GFLOPS["fp32"] * DEFAULT_EFFICIENCY["cpu"]
-    print(f"{'width':>6} {'images':>6} {'seconds':>8} {'GFLOP/s':>8} {'assumed':>8}")
+    print(f"{'width':>6} {'images':>6} {'layout':>6} {'seconds':>8} {'GFLOP/s':>8} {'assumed':>8} {'NCHW/NHWC':>9}")
     for width, n, ev in ((1.0, 128, 64), (0.25, 256, 128), (0.125, 512, 250)):
-        run = RunConfig(width=width, train_subset=n, eval_subset=ev, batch_size=16, epochs=2)
         data = load_splits("cifar10", args.data, n, ev)
-        t = time.perf_counter()
-        train_pack([run], data, log=None)
-        s = time.perf_counter() - t
-        print(f"{width:6g} {n:6d} {s:8.2f} {run_flops(run) / s / 1e9:8.1f} {assumed:8.1f}")
-
+        seconds = {}
+        for channels_last in (False, True, False, True):  # interleaved: drift hits both layouts alike
+            run = RunConfig(width=width, train_subset=n, eval_subset=ev, batch_size=16, epochs=2,
+                            channels_last=channels_last)
+            t = time.perf_counter()
+            train_pack([run], data, log=None)
+            seconds.setdefault(channels_last, []).append(time.perf_counter() - t)
+        for channels_last in (False, True):
+            s = min(seconds[channels_last])
+            ratio = f"{min(seconds[False]) / s:9.2f}" if channels_last else ""
+            print(f"{width:6g} {n:6d} {'NHWC' if channels_last else 'NCHW':>6} {s:8.2f} "
+                  f"{run_flops(run) / s / 1e9:8.1f} {assumed:8.1f} {ratio}")
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,8 @@ comparisons in fp64, where round-off stays far below the bounds.
    optimizer after --steps steps in fp64, 1e-9 (adamw: Adam divides by sqrt(v), so a gradient zero in
    exact arithmetic turns fp32 round-off into steps of ~lr; muon_conv with Newton-Schulz in fp64 for
    this check: in fp32 its batched GEMMs round by batch count, measured 2e-8 after 5 steps on CPU).
-3. The CUDA paths against the same sgd pack trained eagerly (the reference), as the share of the
+3. The CUDA paths against the same sgd pack trained eagerly in NCHW (the reference; the runs' default
+   layout is channels_last, itself one of the paths), as the share of the
    training that differs, ||theta_path - theta_ref|| / ||theta_ref - theta_init||: compile and
    channels_last after 1 step in fp32 within 0.02 (a correct path: 1.1e-4 and 2.9e-3 on two CPU data
    sets for channels_last, whose CPU BatchNorm accumulates in fp32 (10x the error of the NCHW kernel)
@@ -288,7 +289,8 @@ def path_check(name: str, args, device: str, data) -> dict:
     not amplified by an adaptive step)."""
     kw, precision, steps, bound = PATHS[name]
     steps = steps or args.steps
-    runs = pack_runs("sgd", args.width, args.batch_size, steps, device, precision=precision)
+    # the reference is NCHW (channels_last false): the default layout is channels_last, itself a path
+    runs = pack_runs("sgd", args.width, args.batch_size, steps, device, precision=precision, channels_last=False)
     data = data.subset(train=args.batch_size * steps)
     init: list[torch.Tensor] = []
     ref, _ = train(runs, data, None, init)

@@ -60,11 +60,12 @@ def loss_sum(logits, y):
     return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(M, B).mean(1).sum()
 
 
-def assert_rel(a, b, rel=1e-12):
-    """max |a - b| <= rel * max |b| (relative to the tensor's scale)."""
+def assert_rel(a, b, rel=1e-12, floor=1e-300):
+    """max |a - b| <= rel * max(max |b|, floor) (relative to the tensor's scale, or to `floor` where
+    that is larger: a tensor zero in exact arithmetic holds round-off, not a scale)."""
     scale = b.abs().max().item()
     err = (a - b).abs().max().item()
-    assert err <= rel * max(scale, 1e-300), f"max err {err:.3e} vs scale {scale:.3e}"
+    assert err <= rel * max(scale, floor), f"max err {err:.3e} vs scale {scale:.3e} (floor {floor:.1e})"
 
 
 # --- structure ------------------------------------------------------------------------------
@@ -112,8 +113,12 @@ def test_pack_matches_alone(arch, norm):
             assert torch.equal(p.detach()[m], q.detach()[0]), f"init differs in a pack: {name}"
         F.cross_entropy(net(x[m:m + 1])[0], y[m]).backward()
         assert_rel(logits[m], net(x[m:m + 1])[0].detach())
+        # a conv bias before BatchNorm has gradient 0 in exact arithmetic, its computed one is round-off:
+        # every tensor is judged against at least 1% of the run's largest gradient (seen in resnet56,
+        # channels_last: 3.2e-14 against a scale of 1.4e-14, the largest gradient 42)
+        floor = 1e-2 * max(q.grad.abs().max().item() for q in net.parameters())
         for (name, p), q in zip(pack.named_parameters(), net.parameters()):
-            assert_rel(p.grad[m], q.grad[0])
+            assert_rel(p.grad[m], q.grad[0], floor=floor)
         for b, c in zip(pack.buffers(), net.buffers()):
             assert_rel(b[m], c[0])
 
@@ -126,7 +131,7 @@ def test_pack_matches_alone(arch, norm):
 
 def test_channels_last_matches():
     for arch in ("resnet9", "resnet56"):
-        a = tiny(arch, dtype=torch.float64)
+        a = tiny(arch, dtype=torch.float64, channels_last=False)
         b = tiny(arch, dtype=torch.float64, channels_last=True)
         x, y = batch(arch, 3)
         assert_rel(b(x), a(x))
