@@ -5,8 +5,9 @@
 Both tests run the real thing on the shared CIFAR-10 copy (skipped without it): the README's
 first command exactly as written, from a checkout-like folder whose ../shared is the shared data,
 and every other experiment's smoke preset, one after another in one `python -m tune_jobs study`. The wall-time bound is the
-README's 3 minutes times max(1.25, load average / CPUs), so a machine that other work loads
-stretches the bound in proportion and a quiet CI machine holds the code to the claim. Ray starts
+README's 3 minutes times max(1.25, load average / CPUs), over the share of the CPUs the VM kept
+(1 - steal time, from /proc/stat), so a machine that other work loads stretches the bound in
+proportion and a quiet CI machine holds the code to the claim. Ray starts
 its workers at nice 15, which on a machine shared with other work starves them far below their
 fair share (seen: 12% of a core each at load 10); the tests run them at nice 0
 (RAY_worker_niceness=0) so that the load-scaled bound is fair. On a quiet machine nothing changes.
@@ -53,18 +54,35 @@ def _env() -> dict:
     return env
 
 
-def _bound(wall: float) -> tuple[float, str]:
+def _cpu_jiffies() -> tuple[int, int]:
+    """(steal, total) CPU time of this machine so far, from /proc/stat ((0, 0) where there is none).
+    Steal is time the hypervisor gave this VM's CPUs to someone else: work the load average misses."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return 0, 0
+    return (v[7] if len(v) == 8 else 0), sum(v)
+
+
+def _bound(wall: float, steal: float) -> tuple[float, str]:
+    """The README's bound for a wall time: 3 minutes x max(1.25, load / CPUs), over the share of the
+    CPUs this VM had (1 - steal, at least half: a machine that loses more is not one to judge on)."""
     load = os.getloadavg()[0]
-    slack = max(1.25, load / (os.cpu_count() or 1))
-    return SMOKE_BOUND_S * slack, f"{wall:.0f}s (bound {SMOKE_BOUND_S}s x {slack:.2f}, 1-min load {load:.1f})"
+    slack = max(1.25, load / (os.cpu_count() or 1)) / (1 - min(steal, 0.5))
+    return SMOKE_BOUND_S * slack, (f"{wall:.0f}s (bound {SMOKE_BOUND_S}s x {slack:.2f}, 1-min load {load:.1f}, "
+                                   f"steal {steal:.0%})")
 
 
-def _run(cmd: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+def _run(cmd: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run to completion: (the process, its wall time, the fraction of CPU time stolen meanwhile)."""
+    steal0, total0 = _cpu_jiffies()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - start
+    steal1, total1 = _cpu_jiffies()
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc, wall
+    return proc, wall, (steal1 - steal0) / max(total1 - total0, 1)
 
 
 @pytest.fixture
@@ -82,8 +100,8 @@ def test_readme_main_job_learns_within_three_minutes(checkout):
     job = readme_main_job()
     assert job == "python -m tune_jobs.main_grid --preset smoke --data ../shared/data/cifar10-jpeg75.npz"
     argv = shlex.split(job)
-    proc, wall = _run([sys.executable, *argv[1:]], checkout)  # `python` is this interpreter
-    bound, said = _bound(wall)
+    proc, wall, steal = _run([sys.executable, *argv[1:]], checkout)  # `python` is this interpreter
+    bound, said = _bound(wall, steal)
     print(f"README main job: {said}")
     results = checkout / "results" / "main_grid_smoke"
     assert (results / "report.html").exists() and "finished    20/20 runs" in proc.stdout
@@ -117,7 +135,7 @@ def test_every_other_smoke_preset_within_three_minutes_in_one_study(shared, tmp_
     storage = tmp_path / "store"
     cmd = [sys.executable, "-m", "tune_jobs", "study", "--preset", "smoke", "--experiments", *OTHERS,
            "--data", str(data), "--storage", str(storage)]
-    proc, wall = _run(cmd, tmp_path)
+    proc, wall, steal = _run(cmd, tmp_path)
     walls = {m.group(1): float(m.group(3)) for m in
              re.finditer(r"study       (\w+)_smoke: (\d+)/\d+ runs finished in (\d+) s", proc.stdout)}
     assert sorted(walls) == sorted(OTHERS), proc.stdout[-3000:]
@@ -132,11 +150,11 @@ def test_every_other_smoke_preset_within_three_minutes_in_one_study(shared, tmp_
         last = epochs.groupby("run_id").epoch.agg(["max", "count"])
         assert (last["count"] == last["max"] + 1).all() and set(last.index) == set(runs.run_id), name
         assert f"study       {name}_smoke: {len(runs)}/{len(runs)} runs finished" in proc.stdout
-        bound, said = _bound(walls[name] + overhead)
+        bound, said = _bound(walls[name] + overhead, steal)
         print(f"{name} smoke: {said}")
         assert walls[name] + overhead <= bound, f"{name} smoke took {said}"
     page = (storage / "report_smoke.html").read_text()
     assert all(f"<section id='{name}'>" in page for name in OTHERS)
-    again, _ = _run(cmd, tmp_path)
+    again, _, _ = _run(cmd, tmp_path)
     assert again.stdout.count("already finished") >= len(OTHERS), again.stdout[-3000:]  # a re-run trains nothing
     assert len(read_runs(str(storage / "lr_l2_smoke"))) == len(EXPERIMENTS["lr_l2"].runs("smoke"))
