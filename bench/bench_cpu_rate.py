@@ -1,15 +1,18 @@
 """The CPU rate the planner's estimates assume, against what train_pack achieves here.
 
-    python bench/bench_cpu_rate.py              # ResNet-9 at widths 1, 1/4, 1/8: GFLOP/s per core, achieved
+    python bench/bench_cpu_rate.py     # ResNet-9 at widths 1, 1/4, 1/8 (+ the other smokes' nets): GFLOP/s per core
 
-One run per width, two epochs on a CIFAR-10 subset, one thread, in both layouts (NCHW and the
+One run per network, two epochs on a CIFAR-10 subset, one thread, in both layouts (NCHW and the
 default channels-last NHWC, interleaved, best of two each): achieved GFLOP/s = the planner's FLOP
 count of the run (tune_jobs.planner.run_flops) / its wall time, beside the planner's assumption
 (CPU_CORE_PEAK_GFLOPS x DEFAULT_EFFICIENCY["cpu"]), and the NHWC speed-up. Measured 2026-12-03 on
-this 2-core machine: NCHW 64 / 38 / 18 GFLOP/s at widths 1 / 1/4 / 1/8, NHWC 73 / 52 / 28 (x1.14,
-x1.35, x1.56; oneDNN runs NHWC convolutions and max pools natively, NCHW ones reorder or loop). The
-same script gave NCHW 126 / 81 / 41 on 2026-12-02: this machine's speed drifts by 2x between days,
-the ratios are what to compare. The planner assumes 18, right for the small networks CPU sweeps run.
+this 2-core machine, ResNet-9 at widths 1 / 1/4 / 1/8: NCHW 64 / 33 / 17 GFLOP/s, NHWC 74 / 44 / 24
+(x1.16, x1.33, x1.46; two earlier runs the same day: x1.14, x1.35, x1.56). oneDNN runs NHWC
+convolutions and max pools natively, NCHW ones reorder or loop. At width 1/8: LayerNorm +
+augmentation x1.12; ResNet-56 x0.95 (x1.14 in another run), ResNet-110 x1.03: the deep narrow nets
+gain nothing, and run at 2.4 GFLOP/s, 7x below the planner's 18 (per-op overhead dominates). The
+same script gave NCHW 126 / 81 / 41 for ResNet-9 on 2026-12-02: this machine's speed drifts by 2x
+between days; compare the ratios.
 """
 
 import argparse
@@ -34,21 +37,24 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     assumed = CPU_CORE_PEAK_GFLOPS["fp32"] * DEFAULT_EFFICIENCY["cpu"]
-    print(f"{'width':>6} {'images':>6} {'layout':>6} {'seconds':>8} {'GFLOP/s':>8} {'assumed':>8} {'NCHW/NHWC':>9}")
-    for width, n, ev in ((1.0, 128, 64), (0.25, 256, 128), (0.125, 512, 250)):
+    print(f"{'network':>28} {'images':>6} {'layout':>6} {'seconds':>8} {'GFLOP/s':>8} {'assumed':>8} {'NCHW/NHWC':>9}")
+    cases = [({"width": w}, n, ev) for w, n, ev in ((1.0, 128, 64), (0.25, 256, 128), (0.125, 512, 250))]
+    cases += [({"width": 0.125, **kw}, 512, 250) for kw in  # the other smokes' networks (norm_aug, depth)
+              ({"norm": "layernorm", "augment": True}, {"arch": "resnet56"}, {"arch": "resnet110"})]
+    for kw, n, ev in cases:
         data = load_splits("cifar10", args.data, n, ev)
         seconds = {}
         for channels_last in (False, True, False, True):  # interleaved: drift hits both layouts alike
-            run = RunConfig(width=width, train_subset=n, eval_subset=ev, batch_size=16, epochs=2,
-                            channels_last=channels_last)
+            run = RunConfig(train_subset=n, eval_subset=ev, batch_size=16, epochs=2, channels_last=channels_last, **kw)
             t = time.perf_counter()
             train_pack([run], data, log=None)
             seconds.setdefault(channels_last, []).append(time.perf_counter() - t)
+        name = f"{run.arch} {run.norm}{' aug' if run.augment else ''} x{run.width:g}"
         for channels_last in (False, True):
             s = min(seconds[channels_last])
             ratio = f"{min(seconds[False]) / s:9.2f}" if channels_last else ""
-            print(f"{width:6g} {n:6d} {'NHWC' if channels_last else 'NCHW':>6} {s:8.2f} "
-                  f"{run_flops(run) / s / 1e9:8.1f} {assumed:8.1f} {ratio}")
+            print(f"{name:>28} {n:6d} {'NHWC' if channels_last else 'NCHW':>6} {s:8.2f} "
+                  f"{run_flops(run) / s / 1e9:8.1f} {assumed:8.1f} {ratio}", flush=True)
 
 if __name__ == "__main__":
     main()
