@@ -185,7 +185,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         # every field is a scalar (str, int, float, bool, None): a shallow dict, not asdict's deep copy
-        return {name: getattr(self, name) for name in _FIELD_NAMES}
+        return {name: getattr(self, name) for name in _FIELDS}
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -193,7 +193,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
         """Build from a mapping; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
+        known = _FIELDS.keys()
         unknown = sorted(set(d) - known)
         if unknown:
             hint = did_you_mean(unknown[0], known) if len(unknown) == 1 else ""
@@ -201,8 +201,8 @@ class RunConfig:
         return cls(**{k: _coerce(k, v) for k, v in d.items()})
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
-_FIELDS = {f.name: f for f in fields(RunConfig)}
+_FIELDS = {f.name: f for f in fields(RunConfig)}  # in definition order
+_DEFAULTS = {name: f.default for name, f in _FIELDS.items()}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -227,9 +227,6 @@ def _validate(c: RunConfig) -> None:
             fail("eval_subset", c.eval_subset, f"{FIELD_DOCS['eval_subset'].allowed}: {data.eval_size} for {c.dataset}")
     if c.train_subset and c.batch_size > c.train_subset:
         fail("batch_size", c.batch_size, f"at most train_subset={c.train_subset}")
-
-
-_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 
 
 # --- the field definitions as documentation -------------------------------------------------------
