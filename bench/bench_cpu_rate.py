@@ -6,13 +6,12 @@ One run per network, two epochs on a CIFAR-10 subset, one thread, in both layout
 default channels-last NHWC, interleaved, best of two each): achieved GFLOP/s = the planner's FLOP
 count of the run (tune_jobs.planner.run_flops) / its wall time, beside the planner's assumption
 (CPU_CORE_PEAK_GFLOPS x DEFAULT_EFFICIENCY["cpu"]), and the NHWC speed-up. Measured 2026-12-03 on
-this 2-core machine, ResNet-9 at widths 1 / 1/4 / 1/8: NCHW 64 / 33 / 17 GFLOP/s, NHWC 74 / 44 / 24
-(x1.16, x1.33, x1.46; two earlier runs the same day: x1.14, x1.35, x1.56). oneDNN runs NHWC
-convolutions and max pools natively, NCHW ones reorder or loop. At width 1/8: LayerNorm +
-augmentation x1.12; ResNet-56 x0.95 (x1.14 in another run), ResNet-110 x1.03: the deep narrow nets
-gain nothing, and run at 2.4 GFLOP/s, 7x below the planner's 18 (per-op overhead dominates). The
-same script gave NCHW 126 / 81 / 41 for ResNet-9 on 2026-12-02: this machine's speed drifts by 2x
-between days; compare the ratios.
+this 2-core machine in four runs, NHWC over NCHW: ResNet-9 at width 1 x1.06-1.16, 1/4 x1.33-1.36,
+1/8 x1.36-1.56 (NCHW 64-75 / 33-44 / 17-26 GFLOP/s); at width 1/8 LayerNorm + augmentation
+x1.11-1.12, ResNet-56 x0.88-1.14, ResNet-110 x1.03-1.12. oneDNN runs NHWC convolutions and max pools
+natively, NCHW ones reorder or loop; the deep narrow nets gain little and run at 2-4 GFLOP/s, 5-7x
+below the planner's 18 (per-op overhead dominates). The same script gave NCHW 126 / 81 / 41 for
+ResNet-9 on 2026-12-02: this machine's speed drifts by 2x between days; compare the ratios.
 """
 
 import argparse
@@ -43,12 +42,12 @@ def main() -> None:
               ({"norm": "layernorm", "augment": True}, {"arch": "resnet56"}, {"arch": "resnet110"})]
     for kw, n, ev in cases:
         data = load_splits("cifar10", args.data, n, ev)
-        seconds = {}
+        run = RunConfig(train_subset=n, eval_subset=ev, batch_size=16, epochs=2, **kw)
+        seconds = {False: [], True: []}
         for channels_last in (False, True, False, True):  # interleaved: drift hits both layouts alike
-            run = RunConfig(train_subset=n, eval_subset=ev, batch_size=16, epochs=2, channels_last=channels_last, **kw)
             t = time.perf_counter()
-            train_pack([run], data, log=None)
-            seconds.setdefault(channels_last, []).append(time.perf_counter() - t)
+            train_pack([run.replace(channels_last=channels_last)], data, log=None)
+            seconds[channels_last].append(time.perf_counter() - t)
         name = f"{run.arch} {run.norm}{' aug' if run.augment else ''} x{run.width:g}"
         for channels_last in (False, True):
             s = min(seconds[channels_last])
