@@ -6,9 +6,9 @@ One run per network, two epochs on a CIFAR-10 subset, one thread, in both layout
 default channels-last NHWC, interleaved, best of two each): achieved GFLOP/s = the planner's FLOP
 count of the run (tune_jobs.planner.run_flops) / its wall time, beside the planner's assumption
 (CPU_CORE_PEAK_GFLOPS x DEFAULT_EFFICIENCY["cpu"]), and the NHWC speed-up. Measured 2026-12-03 on
-this 2-core machine in four runs, NHWC over NCHW: ResNet-9 at width 1 x1.06-1.16, 1/4 x1.33-1.36,
+this 2-core machine in five runs, NHWC over NCHW: ResNet-9 at width 1 x1.06-1.16, 1/4 x1.15-1.36,
 1/8 x1.36-1.56 (NCHW 64-75 / 33-44 / 17-26 GFLOP/s); at width 1/8 LayerNorm + augmentation
-x1.11-1.12, ResNet-56 x0.88-1.14, ResNet-110 x1.03-1.12. oneDNN runs NHWC convolutions and max pools
+x0.98-1.12, ResNet-56 x0.88-1.14, ResNet-110 x1.03-1.12 (the fifth run stopped before it). oneDNN runs NHWC convolutions and max pools
 natively, NCHW ones reorder or loop; the deep narrow nets gain little and run at 2-4 GFLOP/s, 5-7x
 below the planner's 18 (per-op overhead dominates). The same script gave NCHW 126 / 81 / 41 for
 ResNet-9 on 2026-12-02: this machine's speed drifts by 2x between days; compare the ratios.
@@ -40,8 +40,11 @@ def main() -> None:
     cases = [({"width": w}, n, ev) for w, n, ev in ((1.0, 128, 64), (0.25, 256, 128), (0.125, 512, 250))]
     cases += [({"width": 0.125, **kw}, 512, 250) for kw in  # the other smokes' networks (norm_aug, depth)
               ({"norm": "layernorm", "augment": True}, {"arch": "resnet56"}, {"arch": "resnet110"})]
+    splits = {}  # (images, eval images) -> the subset, read once: four networks share 512/250
     for kw, n, ev in cases:
-        data = load_splits("cifar10", args.data, n, ev)
+        if (n, ev) not in splits:
+            splits[n, ev] = load_splits("cifar10", args.data, n, ev)
+        data = splits[n, ev]
         run = RunConfig(train_subset=n, eval_subset=ev, batch_size=16, epochs=2, **kw)
         seconds = {False: [], True: []}
         for channels_last in (False, True, False, True):  # interleaved: drift hits both layouts alike
