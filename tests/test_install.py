@@ -34,7 +34,7 @@ def test_readme_names_the_lower_bounds_as_the_versions_ci_runs():
     text = " ".join((REPO / "README.md").read_text().split())
     said = re.search(r"\*\*Versions\.\*\*(.*?)(?:\n\n|$)", text, re.S).group(1)
     names = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "pandas": "pandas",
-             "pyarrow": "pyarrow", "plotly": "plotly", "pyyaml": "PyYAML", "threadpoolctl": "threadpoolctl", "ray": "Ray", "scipy": "SciPy", "pytest": "pytest",
+             "pyarrow": "pyarrow", "plotly": "plotly", "pyyaml": "PyYAML", "threadpoolctl": "threadpoolctl", "ray": "Ray", "scipy": "SciPy", "pytest": "pytest", "pytest-xdist": "pytest-xdist",
              "pytest-timeout": "pytest-timeout", "duckdb": "duckdb", "selenium": "selenium",
              "mlflow": "MLflow", "tensorboard": "TensorBoard"}
     for r in _requirements():
