@@ -1,4 +1,12 @@
-"""Shared fixtures. `shared` is the ../shared folder beside the checkout (CI has it)."""
+"""Shared fixtures. `shared` is the ../shared folder beside the checkout (CI has it).
+
+Scheduling under pytest-xdist (the README's test command, `-n 2 --dist loadgroup`): every slow test
+joins one xdist group, "serial", so they run one at a time on one worker, as their Ray clusters,
+SLURM jobs and wall-time bounds need most of the machine; the fast tests and the slow tests marked
+`no_cluster` (one process and its children, no Ray, no SLURM: a compile, a benchmark, a browser)
+run on the other worker meanwhile, in the CPU time the serial tests leave idle. A plain
+`python -m pytest` runs everything in order, as before.
+"""
 
 from pathlib import Path
 
@@ -6,6 +14,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("no_cluster"):
+            item.add_marker(pytest.mark.xdist_group("serial"))
 
 
 @pytest.fixture(scope="session")

@@ -157,6 +157,7 @@ def _check_png(png):
 
 
 @pytest.mark.slow
+@pytest.mark.no_cluster
 def test_report_renders_in_headless_chromium(page, tmp_path):
     # every table and figure of the report built from all six experiments (paper check, Table 1,
     # Table 4 with its bottom rows, Figures 4 and 6 included): no console error, every figure drawn;
@@ -190,6 +191,7 @@ def _has_training_core() -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.no_cluster
 def test_report_from_a_real_smoke_run(tmp_path):
     if not _has_training_core():
         pytest.skip("initmem.train.train_pack / `python -m initmem train` not available yet")

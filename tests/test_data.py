@@ -125,6 +125,7 @@ def test_an_epoch_of_draws_at_once_is_its_batches_drawn_one_by_one():
         assert torch.equal(g.get_state(), h.get_state())
 
 @pytest.mark.slow
+@pytest.mark.no_cluster
 def test_real_cifar_npz_when_present(shared):
     path = shared / "data" / "cifar10-jpeg75.npz"
     if not path.exists():

@@ -27,6 +27,7 @@ def gc(bench_script):
     return bench_script("gpu_checks")
 
 
+@pytest.mark.no_cluster
 @pytest.mark.slow   # ~2-3 minutes on 2 loaded cores: every check at its default size
 def test_cpu_run_at_its_defaults_passes_every_check_and_writes_the_json(gc, tmp_path, capsys):
     # issue 17, finding 9: at its defaults (5 steps) the old script failed 4 of 8 checks on correct code

@@ -166,8 +166,8 @@ def test_the_optimizer_counter_advances_once_per_step(data):
 
 
 @pytest.mark.parametrize("optimizer, l2", (("adamw", 0.0), ("adam", 1e-3),   # adam reads a view of the weights
-                                           pytest.param("muon", 0.0, marks=pytest.mark.slow),
-                                           pytest.param("muon_conv", 5e-4, marks=pytest.mark.slow)))
+                                           pytest.param("muon", 0.0, marks=(pytest.mark.slow, pytest.mark.no_cluster)),
+                                           pytest.param("muon_conv", 5e-4, marks=(pytest.mark.slow, pytest.mark.no_cluster))))
 def test_compiled_step_is_one_graph_bit_identical_and_never_recompiles(data, optimizer, l2):
     # torch.compile(fullgraph=True) of the whole step; aot_eager needs no code generation (fast on CPU)
     import torch._dynamo

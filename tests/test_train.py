@@ -230,6 +230,7 @@ def test_resume_reads_the_checkpoint_to_the_cpu_whatever_the_device(data, tmp_pa
     assert not PackTrainer(runs, data).resume(tmp_path / "empty")
 
 
+@pytest.mark.no_cluster
 @pytest.mark.slow   # ~20-30 s on 2 loaded cores: six compilations
 def test_compiled_packs_one_after_another_in_one_process(data, tmp_path):
     # issue 17, finding 5: every PackTrainer compiles the same graph_step code object, so packs of other
