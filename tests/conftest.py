@@ -1,11 +1,13 @@
 """Shared fixtures. `shared` is the ../shared folder beside the checkout (CI has it).
 
-Scheduling under pytest-xdist (the README's test command, `-n 2 --dist loadgroup`): every slow test
-joins one xdist group, "serial", so they run one at a time on one worker, as their Ray clusters,
-SLURM jobs and wall-time bounds need most of the machine; the fast tests and the slow tests marked
-`no_cluster` (one process and its children, no Ray, no SLURM: a compile, a benchmark, a browser)
-run on the other worker meanwhile, in the CPU time the serial tests leave idle. A plain
-`python -m pytest` runs everything in order, as before.
+Scheduling under pytest-xdist (the README's test command, `-n 2 --dist loadgroup`): the slow tests
+that start a Ray cluster, a SLURM job or a sweep run one at a time within their xdist group, as each
+needs most of the machine: group "smokes" (tests/test_smoke.py: the real-data smoke presets, whose
+wall-time bounds scale with the load) on one worker, group "clusters" (every other such test:
+multi-node loopback clusters, SLURM, `ray job submit`, exports) on the other, so at most two run at
+once, each Ray on its own free ports and temp dir. The fast tests and the slow tests marked
+`no_cluster` (one process and its children: a compile, a benchmark, a browser, `initmem train`)
+fill whichever worker is free. A plain `python -m pytest` runs everything in order, as before.
 """
 
 from pathlib import Path
@@ -20,7 +22,8 @@ SHARED = REPO.parent / "shared"
 def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("no_cluster"):
-            item.add_marker(pytest.mark.xdist_group("serial"))
+            group = "smokes" if item.path.name == "test_smoke.py" else "clusters"
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ def test_config_file_and_flags(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.no_cluster  # `initmem train`: one process, no Ray
 def test_real_data_cli_within_three_minutes(shared, tmp_path):
     data = shared / "data" / "cifar10-jpeg75.npz"
     if not data.exists():
