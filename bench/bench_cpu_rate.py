@@ -4,14 +4,19 @@
 
 One run per network, two epochs on a CIFAR-10 subset, one thread, in both layouts (NCHW and the
 default channels-last NHWC, interleaved, best of two each): achieved GFLOP/s = the planner's FLOP
-count of the run (tune_jobs.planner.run_flops) / its wall time, beside the planner's assumption
-(CPU_CORE_PEAK_GFLOPS x DEFAULT_EFFICIENCY["cpu"]), and the NHWC speed-up. Measured 2026-12-03 on
-this 2-core machine in five runs, NHWC over NCHW: ResNet-9 at width 1 x1.06-1.16, 1/4 x1.15-1.36,
-1/8 x1.36-1.56 (NCHW 64-75 / 33-44 / 17-26 GFLOP/s); at width 1/8 LayerNorm + augmentation
-x0.98-1.12, ResNet-56 x0.88-1.14, ResNet-110 x1.03-1.12 (the fifth run stopped before it). oneDNN runs NHWC convolutions and max pools
-natively, NCHW ones reorder or loop; the deep narrow nets gain little and run at 2-4 GFLOP/s, 5-7x
-below the planner's 18 (per-op overhead dominates). The same script gave NCHW 126 / 81 / 41 for
-ResNet-9 on 2026-12-02: this machine's speed drifts by 2x between days; compare the ratios.
+count of the run (tune_jobs.planner.run_flops) / its wall time; the planner's estimate for the run
+on one core (run_seconds: FLOPs plus CPU_LAYER_FLOPS per layer and image, at DEFAULT_EFFICIENCY)
+and measured / estimated, which should be one number for every network (the estimate is for a sweep
+that runs a trial per core, so alone a run beats it: ~0.4 here); and the NHWC speed-up.
+Measured 2026-12-04 on this 2-core machine, NHWC: measured / estimated 0.37-0.40 for every
+BatchNorm network, ResNet-9 x1 (96 GFLOP/s) to ResNet-110 x1/8 (4.7 GFLOP/s), where FLOPs alone
+spread 20x; ResNet-9 x1/8 with LayerNorm + augmentation 0.42 (1.00 while LayerNorm's layers were
+counted at BatchNorm's cost). NHWC over
+NCHW (2026-12-03, five runs): ResNet-9 at width 1 x1.06-1.16, 1/4 x1.15-1.36, 1/8 x1.36-1.56; at
+width 1/8 LayerNorm + augmentation x0.98-1.12, ResNet-56 x0.88-1.14, ResNet-110 x1.03-1.12. oneDNN
+runs NHWC convolutions and max pools natively, NCHW ones reorder or loop; the deep narrow nets gain
+little (per-layer overhead dominates them). This machine's speed drifts by 2x between days; compare
+the ratios.
 """
 
 import argparse
@@ -26,7 +31,7 @@ import torch  # noqa: E402
 from initmem.config import RunConfig  # noqa: E402
 from initmem.data import load_splits  # noqa: E402
 from initmem.train import train_pack  # noqa: E402
-from tune_jobs.planner import CPU_CORE_PEAK_GFLOPS, DEFAULT_EFFICIENCY, run_flops  # noqa: E402
+from tune_jobs.planner import DEFAULT_EFFICIENCY, Device, run_flops, run_seconds  # noqa: E402
 
 
 def main() -> None:
@@ -35,8 +40,9 @@ def main() -> None:
                                                    "cifar10-jpeg75.npz"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    assumed = CPU_CORE_PEAK_GFLOPS["fp32"] * DEFAULT_EFFICIENCY["cpu"]
-    print(f"{'network':>28} {'images':>6} {'layout':>6} {'seconds':>8} {'GFLOP/s':>8} {'assumed':>8} {'NCHW/NHWC':>9}")
+    core = Device("cpu", "one core", 16.0, cores=1, efficiency=DEFAULT_EFFICIENCY["cpu"])
+    print(f"{'network':>28} {'images':>6} {'layout':>6} {'seconds':>8} {'GFLOP/s':>8} {'estimate':>8} "
+          f"{'meas/est':>8} {'NCHW/NHWC':>9}")
     cases = [({"width": w}, n, ev) for w, n, ev in ((1.0, 128, 64), (0.25, 256, 128), (0.125, 512, 250))]
     cases += [({"width": 0.125, **kw}, 512, 250) for kw in  # the other smokes' networks (norm_aug, depth)
               ({"norm": "layernorm", "augment": True}, {"arch": "resnet56"}, {"arch": "resnet110"})]
@@ -55,8 +61,9 @@ def main() -> None:
         for channels_last in (False, True):
             s = min(seconds[channels_last])
             ratio = f"{min(seconds[False]) / s:9.2f}" if channels_last else ""
+            est = run_seconds(run, core)
             print(f"{name:>28} {n:6d} {'NHWC' if channels_last else 'NCHW':>6} {s:8.2f} "
-                  f"{run_flops(run) / s / 1e9:8.1f} {assumed:8.1f} {ratio}", flush=True)
+                  f"{run_flops(run) / s / 1e9:8.1f} {est:8.2f} {s / est:8.2f} {ratio}", flush=True)
 
 if __name__ == "__main__":
     main()

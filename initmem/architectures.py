@@ -112,6 +112,7 @@ class Cost:
     act_floats: float      # floats one image keeps for the backward pass
     batchnorm: bool        # holds BatchNorm (a plain model with it trains in packs of one)
     widest: float          # floats of the largest layer output of one image
+    layers: int            # weight layers (convolutions and the classifier): a CPU's per-layer cost counts them
 
 
 def cost(cfg) -> Cost:
@@ -123,14 +124,14 @@ def cost(cfg) -> Cost:
         params = sum(9 * ci * co + co + 2 * co for ci, co, _ in layers) + feat * data.classes + data.classes
         flops = 2.0 * (sum(9 * ci * co * s * s for ci, co, s in layers) + feat * data.classes)
         acts = float(SAVED_PER_CONV * sum(co * s * s for _, co, s in layers))
-        return Cost(params, flops, acts, True, float(max(co * s * s for _, co, s in layers)))
+        return Cost(params, flops, acts, True, float(max(co * s * s for _, co, s in layers)), len(layers) + 1)
     key = (cfg.arch, float(cfg.width), cfg.dataset)
     if key not in _MEASURED:
         _MEASURED[key] = _measure(cfg)
     measured = _MEASURED[key]
     flops = float(spec.flops(cfg)) if spec.flops is not None else measured.flops
     bn = spec.batchnorm if spec.batchnorm is not None else measured.batchnorm
-    return Cost(measured.params, flops, measured.act_floats, bn, measured.widest)
+    return Cost(measured.params, flops, measured.act_floats, bn, measured.widest, measured.layers)
 
 
 _MEASURED: dict[tuple, Cost] = {}   # (arch, width, dataset) -> measured cost, once per process
@@ -139,7 +140,8 @@ _MEASURED: dict[tuple, Cost] = {}   # (arch, width, dataset) -> measured cost, o
 def _measure(cfg) -> Cost:
     """Build one run of a plain model on the CPU and count: parameters, a forward's FLOPs
     (torch.utils.flop_counter), the floats of every module output (the activations backward keeps,
-    as SAVED_PER_CONV does for the ResNets: x2.5), and whether it holds BatchNorm."""
+    as SAVED_PER_CONV does for the ResNets: x2.5), whether it holds BatchNorm, and its weight layers
+    (modules with a weight of two or more dimensions: convolutions, linear layers)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
     module = resolve_ref(MODELS[cfg.arch].build)(cfg)
@@ -154,5 +156,7 @@ def _measure(cfg) -> Cost:
         h.remove()
     params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    weight_layers = sum(1 for m in module.modules()
+                        if getattr(m, "weight", None) is not None and getattr(m.weight, "dim", lambda: 0)() >= 2)
     return Cost(int(params), float(counter.get_total_flops()), float(SAVED_PER_CONV * sum(outputs)), bn,
-                float(max(outputs, default=0)))
+                float(max(outputs, default=0)), max(1, weight_layers))

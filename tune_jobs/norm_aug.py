@@ -2,7 +2,7 @@
 
 SPEC Section 2, norm_aug: {BatchNorm, LayerNorm} + augmentation x {sgd, adam} x SIGMA5 x b in {16,128} x 5 seeds: 200 runs.
 smoke: 8 runs, 4 packs (b=16 only), ~1.5 min on 2 CPU cores (trials: ~170 CPU s, LayerNorm ~2.3x BatchNorm);
-mini: 120 runs, ~32 min on 2 CPU cores as the dry run estimates it (docs/mini_study.md: measured);
+mini: 120 runs, ~55 min on 2 CPU cores as the dry run estimates it (LayerNorm costs ~3x BatchNorm on a CPU; not run);
 full: see `--preset full --dry-run` for packs and GPU-hours. Smoke times: bench/bench_smoke.py.
 The experiment itself is data in initmem/study.py; this module is its command.
 """

@@ -21,8 +21,10 @@ each layer's output size, x2 FLOPs per MAC; dense head; norms, pools and the opt
     FLOPs/run = F * [epochs * (3 * n_train + 2 * n_eval) + n_train + 2 * n_eval]
 F the forward FLOPs of one image, 3x for a training step (forward + backward), val and test
 evaluated after every epoch, the train split once more at epoch 0. Early stopping is ignored
-(an upper bound). Device-hours = FLOPs / (peak * efficiency); the peaks and the efficiency are
-stated in the printout and overridable (--efficiency).
+(an upper bound). Device-hours = FLOPs / (peak * efficiency); on a CPU each weight layer adds
+CPU_LAYER_FLOPS per forward-equivalent image (per-layer overhead, measured), on a GPU a step costs at
+least its kernel launches (GPU_STEP_FLOOR_S). The peaks and the efficiency are stated in the
+printout and overridable (--efficiency).
 """
 
 from __future__ import annotations
@@ -45,15 +47,26 @@ DEFAULT_GPU_MEMORY_GB = 80.0  # assumed when no GPU is visible to the planner (H
 # GPU memory by Ray's accelerator_type resource (what a cluster's GPU nodes advertise).
 GPU_MEMORY_GB = {"H100": 80.0, "H200": 141.0, "A100-80G": 80.0, "A100-40G": 40.0, "A100": 40.0, "L40S": 48.0,
                  "A10G": 24.0, "L4": 24.0, "V100": 16.0, "T4": 16.0}
-DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.12}  # achieved fraction of peak (packed small convs; CPU: below)
+DEFAULT_EFFICIENCY = {"cuda": 0.40, "cpu": 0.25}  # achieved fraction of peak (packed small convs; CPU: below)
 # Dense peak FLOP/s of the reference devices by precision (NVIDIA H100 SXM datasheet; fp32 without
 # TF32 runs on the CUDA cores). A CPU core:
 GPU_PEAK_TFLOPS = {"fp64": 67.0, "fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
-# (AVX-512: 2 FMA units x 16 fp32 lanes x 2 FLOPs at ~2.3 GHz; bench/bench_cpu_rate.py measures what
-# train_pack achieves alone: 41-126 GFLOP/s per core at widths 1/8-1. A sweep runs one trial per core, and
-# the mini study's trials (width 1/8, two at once on 2 cores, training plus evaluation) made 17-19 GFLOP/s
-# per core, measured from their wall times: 12% of this, the default.)
+# (AVX-512: 2 FMA units x 16 fp32 lanes x 2 FLOPs at ~2.3 GHz.)
 CPU_CORE_PEAK_GFLOPS = {"fp64": 75.0, "fp32": 150.0, "tf32": 150.0, "bf16": 150.0}
+# A CPU also pays per layer and image, whatever the FLOPs (BatchNorm, ReLU, the residual add, op
+# dispatch, narrow convolutions that fill few SIMD lanes). bench/bench_cpu_rate.py fits
+#     time = FLOPs / R + weight layers x forward-equivalent images x t
+# to train_pack alone (one thread, 2026-12-04): ResNet-9, ResNet-56 and ResNet-110 at width 1/8, b=16
+# and 128: R = 94-107 GFLOP/s, t = 12-17 us (1.3-1.6 MFLOP at R); the fit then predicted ResNet-9 at
+# widths 1/4 and 1, ResNet-56 at 1/2 and 1 and ResNet-110 at 1/4 within 9%, where FLOPs alone are off
+# 7x between them (ResNet-110 x1/4 made 13 GFLOP/s, ResNet-9 x1 90). LayerNorm (per-image statistics
+# over each layer's output) costs 2.8x BatchNorm's time in ResNet-9 x1/8 and 3.3x in ResNet-56 x1/8
+# (augmentation +2%): 5.5 MFLOP per layer puts both within 15%. The layer term by the run's norm, in
+# FLOPs at the device's rate (a plain model counts as its norm field says):
+CPU_LAYER_FLOPS = {"batchnorm": 1.5e6, "layernorm": 5.5e6}
+# The default CPU efficiency: the mini study's trials (ResNet-9 x1/8, two at once on 2 cores, training
+# plus evaluation) made 17-19 GFLOP/s per core, measured from their wall times; with their layer term
+# (9 layers x 1.5 MFLOP beside 12.2 MFLOP forward per image) that is 25% of the peak above.
 
 
 # --- architectures: their cost is initmem.architectures.cost (analytic for the ResNets, measured otherwise)
@@ -209,9 +222,13 @@ def pack_seconds(pack: Sequence[RunConfig], device: Device) -> float:
 
 
 def run_seconds(cfg: RunConfig, device: Device) -> float:
-    """Estimated device-seconds of one run: its FLOPs at the device's peak for the run's precision
-    times the efficiency."""
-    return run_flops(cfg) / (device.peak_flops(cfg.effective_precision) * device.efficiency)
+    """Estimated device-seconds of one run: its FLOPs (on a CPU plus CPU_LAYER_FLOPS per weight layer
+    and image) at the device's peak for the run's precision times the efficiency."""
+    flops = run_flops(cfg)
+    if device.kind == "cpu":
+        c = cost(cfg)
+        flops *= 1 + c.layers * CPU_LAYER_FLOPS[cfg.norm] / c.flops
+    return flops / (device.peak_flops(cfg.effective_precision) * device.efficiency)
 
 
 def lpt_makespan(seconds: Sequence[float], slots: int) -> float:
@@ -369,12 +386,13 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
     unit = "on one GPU" if dev.kind == "cuda" else f"on one trial slot ({dev.cores} CPU core{'s' if dev.cores > 1 else ''})"
     lines.append(f"            total {_fmt_flops(total)} (3x forward per trained image, val+test every epoch, "
                  f"early stopping ignored) = {_fmt_flops(total / max(1, len(plan.runs)))} per run on average")
-    lines.append(f"            ~ {_fmt_hours(hours)} {unit} at {dev.efficiency:.0%} of peak ({peak})")
+    layer = f", {_cpu_layer_text()}" if dev.kind == "cpu" else ""
+    lines.append(f"            ~ {_fmt_hours(hours)} {unit} at {dev.efficiency:.0%} of peak ({peak}){layer}")
     other = Device("cpu", "CPU", 0.0, 1, DEFAULT_EFFICIENCY["cpu"]) if dev.kind == "cuda" else \
         Device("cuda", "GPU", DEFAULT_GPU_MEMORY_GB, 1, DEFAULT_EFFICIENCY["cuda"])
     moved = make_packs([_on_device(r, other.kind) for r in plan.runs], other)  # auto precision resolves per device
     other_h = sum(pack_seconds(p, other) for p in moved) / 3600.0
-    what = ("on one CPU core" if other.kind == "cpu" else
+    what = (f"on one CPU core ({_cpu_layer_text()})" if other.kind == "cpu" else
             f"on one GPU (H100-class: {len(moved)} packs; FLOPs at {other.efficiency:.0%} of peak, or at least "
             f"{GPU_STEP_FLOOR_S * 1e3:.1f} ms of kernel launches per step)")
     lines.append(f"            ~ {_fmt_hours(other_h)} {what}, for comparison")
@@ -389,6 +407,11 @@ def format_plan(plan: Plan, skipped_packs: int = 0, max_lines: int = 40) -> str:
     if dev.kind == "cpu" and plan.preset == "full":
         lines.append("            (planned for CPU workers; --device cuda plans packs and GPU-hours for a GPU cluster)")
     return "\n".join(lines)
+
+
+def _cpu_layer_text() -> str:
+    bn, ln = (CPU_LAYER_FLOPS[n] / 1e6 for n in ("batchnorm", "layernorm"))
+    return f"plus {bn:g} MFLOP per layer and image, {ln:g} with LayerNorm"
 
 
 def _fmt_hours(h: float) -> str:
