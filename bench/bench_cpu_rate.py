@@ -58,10 +58,10 @@ def main() -> None:
             train_pack([run.replace(channels_last=channels_last)], data, log=None)
             seconds[channels_last].append(time.perf_counter() - t)
         name = f"{run.arch} {run.norm}{' aug' if run.augment else ''} x{run.width:g}"
+        est = run_seconds(run, core)  # the planner's estimate does not depend on the layout
         for channels_last in (False, True):
             s = min(seconds[channels_last])
             ratio = f"{min(seconds[False]) / s:9.2f}" if channels_last else ""
-            est = run_seconds(run, core)
             print(f"{name:>28} {n:6d} {'NHWC' if channels_last else 'NCHW':>6} {s:8.2f} "
                   f"{run_flops(run) / s / 1e9:8.1f} {est:8.2f} {s / est:8.2f} {ratio}", flush=True)
 

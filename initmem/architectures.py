@@ -157,6 +157,6 @@ def _measure(cfg) -> Cost:
     params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
     weight_layers = sum(1 for m in module.modules()
-                        if getattr(m, "weight", None) is not None and getattr(m.weight, "dim", lambda: 0)() >= 2)
+                        if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2)
     return Cost(int(params), float(counter.get_total_flops()), float(SAVED_PER_CONV * sum(outputs)), bn,
                 float(max(outputs, default=0)), max(1, weight_layers))

@@ -2,8 +2,8 @@
 
 Scheduling under pytest-xdist (the README's test command, `-n 2 --dist loadgroup`): the slow tests
 that start a Ray cluster, a SLURM job or a sweep run one at a time within their xdist group, as each
-needs most of the machine: group "smokes" (tests/test_smoke.py: the real-data smoke presets, whose
-wall-time bounds scale with the load) on one worker, group "clusters" (every other such test:
+needs most of the machine: group "smokes" (tests/test_smoke.py marks its real-data smoke presets,
+whose wall-time bounds scale with the load) on one worker, group "clusters" (every other such test:
 multi-node loopback clusters, SLURM, `ray job submit`, exports) on the other, so at most two run at
 once, each Ray on its own free ports and temp dir. The fast tests and the slow tests marked
 `no_cluster` (one process and its children: a compile, a benchmark, a browser, `initmem train`)
@@ -21,9 +21,9 @@ SHARED = REPO.parent / "shared"
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.get_closest_marker("slow") and not item.get_closest_marker("no_cluster"):
-            group = "smokes" if item.path.name == "test_smoke.py" else "clusters"
-            item.add_marker(pytest.mark.xdist_group(group))
+        if item.get_closest_marker("slow") and not (item.get_closest_marker("no_cluster")
+                                                     or item.get_closest_marker("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group("clusters"))
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE_BOUND_S = 180  # the README: the first command, and every smoke preset, in <= 3 minutes on 2 cores
 ADAM_FAMILY = ("adam", "adamw", "muon")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smokes")]  # under xdist: one worker, beside "clusters"
 
 
 def readme_main_job() -> str:

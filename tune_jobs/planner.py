@@ -81,11 +81,16 @@ def forward_flops(arch: str, width: float = 1.0, dataset: str = "cifar10") -> fl
     return cost(RunConfig(arch=arch, width=width, dataset=dataset)).flops
 
 
+def forward_images(cfg: RunConfig) -> int:
+    """Forward-equivalent images of one run to its last epoch (a trained image counts 3: forward and
+    backward; val and test every epoch, the train split once more at epoch 0; early stopping ignored)."""
+    n_train, n_eval = cfg.n_train, cfg.n_eval
+    return cfg.epochs * (3 * n_train + 2 * n_eval) + n_train + 2 * n_eval
+
+
 def run_flops(cfg: RunConfig) -> float:
     """FLOPs to train and evaluate one run to its last epoch (early stopping ignored)."""
-    n_train, n_eval = cfg.n_train, cfg.n_eval
-    per_epoch = 3 * n_train + 2 * n_eval
-    return cost(cfg).flops * (cfg.epochs * per_epoch + n_train + 2 * n_eval)
+    return cost(cfg).flops * forward_images(cfg)
 
 
 # --- devices ----------------------------------------------------------------------------------------
@@ -224,11 +229,9 @@ def pack_seconds(pack: Sequence[RunConfig], device: Device) -> float:
 def run_seconds(cfg: RunConfig, device: Device) -> float:
     """Estimated device-seconds of one run: its FLOPs (on a CPU plus CPU_LAYER_FLOPS per weight layer
     and image) at the device's peak for the run's precision times the efficiency."""
-    flops = run_flops(cfg)
-    if device.kind == "cpu":
-        c = cost(cfg)
-        flops *= 1 + c.layers * CPU_LAYER_FLOPS[cfg.norm] / c.flops
-    return flops / (device.peak_flops(cfg.effective_precision) * device.efficiency)
+    c = cost(cfg)
+    per_image = c.flops + (c.layers * CPU_LAYER_FLOPS[cfg.norm] if device.kind == "cpu" else 0.0)
+    return per_image * forward_images(cfg) / (device.peak_flops(cfg.effective_precision) * device.efficiency)
 
 
 def lpt_makespan(seconds: Sequence[float], slots: int) -> float:
